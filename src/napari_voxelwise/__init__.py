@@ -1,0 +1,39 @@
+"""napari-voxelwise: voxel-wise analysis of 3D volumes and 4D stacks.
+
+The public API is pure NumPy in, NumPy out (no Qt, no napari), usable from
+napari's console or any script::
+
+    import napari_voxelwise as vw
+    variance = vw.voxel_variance(stack, axis=0)
+
+Importing this package loads only NumPy; the compiled kernels (Numba) load on
+the first computation that needs them.
+"""
+
+__version__ = "0.1.0"
+
+from .density import density_map
+from .differential import (
+    frangi_vesselness,
+    gradient_magnitude,
+    gradient_vectors,
+    hessian_eigenvalues,
+    hessian_matrix,
+)
+from .masking import apply_mask, mask_filter
+from .statistics import axis_statistic, frame_norms, voxel_variance
+
+__all__ = [
+    "__version__",
+    "apply_mask",
+    "axis_statistic",
+    "density_map",
+    "frame_norms",
+    "frangi_vesselness",
+    "gradient_magnitude",
+    "gradient_vectors",
+    "hessian_eigenvalues",
+    "hessian_matrix",
+    "mask_filter",
+    "voxel_variance",
+]

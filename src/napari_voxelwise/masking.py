@@ -1,0 +1,160 @@
+"""Keep what lies inside a mask: voxels of an image, or points of every frame.
+
+The answer to "points (frames, points, features) and a boolean mask (frames,
+points): keep the selected points of each frame as a 3D array, without a loop
+over frames".
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from functools import partial
+
+import numpy as np
+
+from . import _validation as check
+from ._blocks import nd_blocks
+from ._plan import Plan, resolve_workers, split_range, task_count
+
+__all__ = ["apply_mask", "mask_filter"]
+
+
+def mask_filter(points, mask, fill_value=np.nan, *, workers=None):
+    """Pack the selected points of every frame to the front, keeping a 3D array.
+
+    Parameters
+    ----------
+    points : array_like, shape (F, P, ...)
+        ``F`` frames of ``P`` points, each with any number of trailing feature
+        axes (none, or e.g. 128 features).
+    mask : array_like of bool, shape (F, P)
+        True (or nonzero) for the points to keep.
+    fill_value : float, optional
+        Value of the slots past each frame's selected points (default NaN).
+    workers : int, optional
+        Threads to use; default: all cores.
+
+    Returns
+    -------
+    packed : ndarray, shape (F, max(counts), ...)
+        Row ``f`` holds the selected points of frame ``f`` in their original
+        order, then `fill_value`. The dtype is the points' dtype when
+        `fill_value` fits in it exactly, else float (float32 for bool and
+        8/16-bit integers, float64 for wider integers).
+    counts : ndarray of intp, shape (F,)
+        Number of selected points per frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> points = np.arange(2 * 3 * 2).reshape(2, 3, 2)
+    >>> mask = np.array([[True, False, True], [False, True, False]])
+    >>> packed, counts = mask_filter(points, mask)
+    >>> counts.tolist()
+    [2, 1]
+    >>> packed[1].tolist()
+    [[8.0, 9.0], [nan, nan]]
+    """
+    return mask_filter_plan(points, mask, fill_value, workers=workers).compute()
+
+
+def apply_mask(image, mask, fill_value=0, *, workers=None) -> np.ndarray:
+    """Keep the voxels inside `mask`; set the others to `fill_value`.
+
+    Parameters
+    ----------
+    image : array_like
+        Real numbers of any shape.
+    mask : array_like of bool
+        True (or nonzero) inside. Its shape must equal the trailing axes of the
+        image, e.g. (z, y, x) for a (t, z, y, x) stack: it then applies to
+        every frame.
+    fill_value : float, optional
+        Value of the voxels outside (default 0; NaN makes integer images float).
+    workers : int, optional
+        Threads to use; default: all cores.
+
+    Returns
+    -------
+    masked : ndarray, same shape as `image`
+        The image's dtype when `fill_value` fits in it exactly, else float
+        (float32 for bool and 8/16-bit integers, float64 for wider).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(6).reshape(2, 3)
+    >>> apply_mask(image, np.array([True, False, True]))
+    array([[0, 0, 2],
+           [3, 0, 5]])
+    """
+    return apply_mask_plan(image, mask, fill_value, workers=workers).compute()
+
+
+def fill_dtype(dtype: np.dtype, fill_value, name: str = "fill_value") -> np.dtype:
+    """Dtype that holds both `dtype` values and `fill_value` exactly."""
+    if isinstance(fill_value, bool | np.bool_) or not isinstance(fill_value, numbers.Real):
+        raise TypeError(f"{name} must be a real number (or NaN), got {fill_value!r}")
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype
+    fill = float(fill_value)
+    if math.isfinite(fill) and fill == int(fill):
+        if dtype.kind == "b" and fill in (0, 1):
+            return dtype
+        if dtype.kind in "iu" and np.iinfo(dtype).min <= fill <= np.iinfo(dtype).max:
+            return dtype
+    return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)
+
+
+def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
+    """Checked, ready-to-run plan of :func:`mask_filter` (see there)."""
+    points = check.as_numeric_array(points, "points", min_ndim=2)
+    mask = check.as_mask(mask, "mask")
+    if mask.shape != points.shape[:2]:
+        raise ValueError(
+            f"mask must have shape points.shape[:2] = {points.shape[:2]} "
+            f"(frames, points), got {mask.shape}"
+        )
+    dtype = fill_dtype(points.dtype, fill_value)
+    workers = resolve_workers(workers)
+    counts = np.count_nonzero(mask, axis=1)
+    frames = points.shape[0]
+    packed = np.empty((frames, int(counts.max()), *points.shape[2:]), dtype)
+    starts = np.cumsum(counts) - counts
+
+    def pack_frames(first: int, last: int):
+        block = packed[first:last]
+        block[...] = fill_value
+        frame, point = np.nonzero(mask[first:last])
+        rank = np.arange(frame.size) - (starts[first:last] - starts[first])[frame]
+        block[frame, rank] = points[first:last][frame, point]
+
+    parts = task_count(points.nbytes, frames, workers)
+    tasks = [partial(pack_frames, a, b) for a, b in split_range(frames, parts)]
+    return Plan.from_tasks(tasks, lambda: (packed, counts), workers, "mask filter")
+
+
+def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
+    """Checked, ready-to-run plan of :func:`apply_mask` (see there)."""
+    image = check.as_numeric_array(image, "image")
+    mask = check.as_mask(mask, "mask")
+    if mask.ndim > image.ndim or mask.shape != image.shape[image.ndim - mask.ndim :]:
+        raise ValueError(
+            f"mask shape {mask.shape} must equal the trailing axes of the image "
+            f"shape {image.shape}"
+        )
+    dtype = fill_dtype(image.dtype, fill_value)
+    workers = resolve_workers(workers)
+    out = np.empty(image.shape, dtype)
+    outside = ~mask
+    leading = image.ndim - mask.ndim
+
+    def mask_block(index):
+        np.copyto(out[index], image[index], casting="unsafe")
+        np.copyto(out[index], fill_value, where=outside[index[leading:]], casting="unsafe")
+
+    parts = task_count(image.nbytes, image.size, workers)
+    tasks = [partial(mask_block, index) for index in nd_blocks(image.shape, parts)]
+    return Plan.from_tasks(tasks, lambda: out, workers, "apply mask")

@@ -1,0 +1,119 @@
+"""The public API as a whole: exports, docstring examples, purity and import weight."""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import napari_voxelwise
+
+CORE_MODULES = ["statistics", "density", "masking", "differential"]
+SOURCE = pathlib.Path(napari_voxelwise.__file__).parent
+
+
+def test_public_api_is_exported():
+    expected = {
+        "voxel_variance",
+        "axis_statistic",
+        "frame_norms",
+        "density_map",
+        "mask_filter",
+        "apply_mask",
+        "gradient_vectors",
+        "gradient_magnitude",
+        "hessian_matrix",
+        "hessian_eigenvalues",
+        "frangi_vesselness",
+    }
+    assert expected <= set(napari_voxelwise.__all__)
+    for name in expected:
+        function = getattr(napari_voxelwise, name)
+        assert callable(function)
+        doc = function.__doc__
+        assert "Parameters" in doc and "Returns" in doc and "Examples" in doc, name
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_docstring_examples_run(module):
+    """Every example in the docstrings runs and prints what it shows."""
+    imported = importlib.import_module(f"napari_voxelwise.{module}")
+    result = doctest.testmod(
+        imported, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False
+    )
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    "path",
+    [SOURCE / f"{m}.py" for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation"]],
+    ids=lambda p: p.name,
+)
+def test_core_imports_neither_qt_nor_napari(path):
+    forbidden = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt")
+    assert not {n for n in _imports(path) if n.split(".")[0] in forbidden}
+
+
+def test_importing_the_package_is_light():
+    """Importing the plugin loads neither Numba, SciPy, Qt nor napari."""
+    code = (
+        "import sys, napari_voxelwise; "
+        "heavy = ('numba', 'scipy', 'qtpy', 'napari', 'magicgui'); "
+        "heavy = [m for m in heavy if m in sys.modules]; "
+        "print(heavy)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert output == "[]"
+
+
+def _read_only(array):
+    array = np.array(array)
+    array.flags.writeable = False
+    return array
+
+
+CALLS = {
+    "voxel_variance": lambda a: napari_voxelwise.voxel_variance(a, axis=0),
+    "axis_statistic": lambda a: napari_voxelwise.axis_statistic(a, "median", axis=1),
+    "frame_norms": lambda a: napari_voxelwise.frame_norms(a, axis=2),
+    "density_map": lambda a: napari_voxelwise.density_map(a, 2, threshold=0.5),
+    "density_sliding": lambda a: napari_voxelwise.density_map(a, 2, mode="sliding"),
+    "apply_mask": lambda a: napari_voxelwise.apply_mask(a, _read_only(a[0] > 0.5)),
+    "mask_filter": lambda a: napari_voxelwise.mask_filter(a, _read_only(a[..., 0] > 0.5))[0],
+    "gradient_vectors": lambda a: napari_voxelwise.gradient_vectors(a),
+    "gradient_magnitude": lambda a: napari_voxelwise.gradient_magnitude(a, sigma=1.0),
+    "hessian_matrix": lambda a: napari_voxelwise.hessian_matrix(a, sigma=1.0),
+    "hessian_fd": lambda a: napari_voxelwise.hessian_matrix(a, sigma=None),
+    "hessian_eigenvalues": lambda a: napari_voxelwise.hessian_eigenvalues(a, sigma=1.0),
+    "frangi_vesselness": lambda a: napari_voxelwise.frangi_vesselness(a),
+}
+
+
+@pytest.mark.parametrize("name", CALLS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_read_only_inputs_work_and_results_are_new_arrays(name, dtype):
+    """No function writes into its input (a read-only array would raise) or returns a view."""
+    data = _read_only((np.random.default_rng(0).random((6, 7, 3)) * 200).astype(dtype))
+    result = CALLS[name](data)
+    assert isinstance(result, np.ndarray)
+    assert not np.shares_memory(result, data)
+    result[...] = 0  # the result is writable and separate

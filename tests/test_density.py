@@ -1,0 +1,161 @@
+"""density_map against hand-checked cases, block loops and scipy convolutions."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import convolve2d
+
+from conftest import checksum
+from napari_voxelwise import density_map
+from napari_voxelwise.density import density_shape
+
+
+def block_reference(binary, window, edge):
+    """Fraction of True in every block, by an explicit loop over blocks."""
+    if edge == "trim":
+        counts = [n // w for n, w in zip(binary.shape, window, strict=True)]
+    else:
+        counts = [-(-n // w) for n, w in zip(binary.shape, window, strict=True)]
+    result = np.empty(counts)
+    for index in itertools.product(*(range(c) for c in counts)):
+        block = binary[
+            tuple(slice(i * w, (i + 1) * w) for i, w in zip(index, window, strict=True))
+        ]
+        result[index] = block.mean()
+    return result
+
+
+def test_seed_12x12_binary_to_4x4():
+    """The user's question: 12x12 binary image, 3x3 blocks -> 4x4 nonzero fractions."""
+    binary = np.random.default_rng(0).random((12, 12)) < 0.4
+    density = density_map(binary, window=3)
+    assert density.shape == (4, 4)
+    assert density.dtype == np.float32
+    np.testing.assert_allclose(density, binary.reshape(4, 3, 4, 3).mean(axis=(1, 3)), rtol=1e-7)
+
+
+def test_hand_checked_blocks():
+    image = np.array(
+        [
+            [1, 1, 0, 0],
+            [1, 0, 0, 0],
+            [0, 0, 5, 0],
+            [0, 0, 0, 0],
+        ]
+    )
+    np.testing.assert_array_equal(density_map(image, 2), [[0.75, 0.0], [0.0, 0.25]])
+    # threshold: only values above 1 count
+    np.testing.assert_array_equal(density_map(image, 2, threshold=1), [[0, 0], [0, 0.25]])
+    # pad keeps the partial last column; its fraction is over the 2 existing pixels
+    np.testing.assert_allclose(
+        density_map(image[:, :3], (2, 2), edge="pad"), [[0.75, 0.0], [0.0, 0.5]]
+    )
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (13, 17), (5, 7, 9), (40,)])
+@pytest.mark.parametrize("window", [1, 2, 3, 5])
+@pytest.mark.parametrize("edge", ["trim", "pad"])
+def test_block_mode_matches_block_loop(shape, window, edge, workers):
+    binary = np.random.default_rng(1).random(shape) < 0.3
+    sizes = (window,) * len(shape)
+    result = density_map(binary, window, edge=edge, workers=workers)
+    expected = block_reference(binary, sizes, edge)
+    assert result.shape == expected.shape == density_shape(shape, window, edge=edge)
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
+@pytest.mark.parametrize("window", [(3, 3), (1, 5), (4, 2), (12, 12), (7, 1)])
+def test_sliding_mode_matches_convolve2d(window, workers):
+    image = np.random.default_rng(2).random((12, 15))
+    binary = image > 0.5
+    result = density_map(binary, window, mode="sliding", workers=workers)
+    expected = convolve2d(binary != 0, np.ones(window), "valid") / np.prod(window)
+    assert result.shape == expected.shape
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
+@pytest.mark.parametrize("window", [(2, 3, 4), (5, 5, 5), (1, 1, 1)])
+def test_sliding_mode_3d_matches_window_means(window, workers):
+    binary = np.random.default_rng(3).random((9, 10, 11)) < 0.5
+    expected = sliding_window_view(binary, window).mean(axis=(-3, -2, -1))
+    result = density_map(binary, window, mode="sliding", workers=workers)
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
+def test_large_window_sliding_is_exact():
+    """Running sums keep exact integer counts even for a big window."""
+    binary = np.random.default_rng(4).random((300, 300)) < 0.5
+    result = density_map(binary, 64, mode="sliding")
+    expected = sliding_window_view(binary, (64, 64)).sum(axis=(-2, -1)) / 64**2
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["block", "sliding"])
+def test_fewer_window_entries_keep_leading_axes(mode):
+    """A (t, y, x) stack with window (3, 3) gives one 2D map per frame."""
+    stack = np.random.default_rng(5).random((4, 12, 9)) < 0.5
+    result = density_map(stack, (3, 3), mode=mode)
+    for frame in range(4):
+        np.testing.assert_array_equal(result[frame], density_map(stack[frame], 3, mode=mode))
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.uint16, np.int32, np.float32])
+def test_threshold_applies_to_any_dtype(dtype):
+    image = (np.random.default_rng(6).random((9, 9)) * 100).astype(dtype)
+    before = checksum(image)
+    result = density_map(image, 3, threshold=40)
+    expected = block_reference(image > 40, (3, 3), "trim")
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+    assert checksum(image) == before
+
+
+def test_nan_never_counts():
+    image = np.array([[np.nan, 1.0], [0.0, np.nan]])
+    assert density_map(image, 2)[0, 0] == 0.25
+    assert density_map(image, 2, threshold=-1.0)[0, 0] == 0.5
+
+
+def test_non_contiguous_input():
+    image = np.random.default_rng(7).random((20, 30)).T[::2]
+    binary = image > 0.5
+    np.testing.assert_allclose(
+        density_map(image, 3, threshold=0.5), block_reference(binary, (3, 3), "trim"), rtol=1e-7
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "names"),
+    [
+        ({"window": 0}, ValueError, "window"),
+        ({"window": -2}, ValueError, "window"),
+        ({"window": 2.5}, TypeError, "window"),
+        ({"window": (2, 2, 2)}, ValueError, "window"),
+        ({"window": ()}, ValueError, "window"),
+        ({"window": [[2, 2]]}, ValueError, "window"),
+        ({"window": 7}, ValueError, "window"),
+        ({"window": 7, "mode": "sliding"}, ValueError, "window"),
+        ({"mode": "blocks"}, ValueError, "mode"),
+        ({"edge": "wrap"}, ValueError, "edge"),
+        ({"threshold": np.nan}, ValueError, "threshold"),
+        ({"threshold": "0"}, TypeError, "threshold"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_parameter(kwargs, error, names):
+    with pytest.raises(error, match=names):
+        density_map(np.ones((6, 6)), **kwargs)
+
+
+def test_window_larger_than_image_is_allowed_with_pad():
+    result = density_map(np.ones((6, 6)), 7, edge="pad")
+    np.testing.assert_array_equal(result, [[1.0]])
+
+
+def test_empty_and_non_numeric_images_are_refused():
+    with pytest.raises(ValueError, match="image"):
+        density_map(np.ones((0, 4)))
+    with pytest.raises(TypeError, match="image"):
+        density_map(np.array([["a"]]))

@@ -1,0 +1,262 @@
+"""voxel_variance, axis_statistic and frame_norms against NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DTYPES, checksum, random_data
+from napari_voxelwise import axis_statistic, frame_norms, voxel_variance
+from napari_voxelwise.statistics import STATISTICS
+
+
+def float_rtol(array):
+    return 1e-12 if array.dtype == np.float64 else 2e-6
+
+
+# ----------------------------------------------------------------------- voxel_variance
+
+
+def test_seed_example_10x10x10x5():
+    """The user's question: variance of each voxel of a 10x10x10x5 stack along k."""
+    stack = np.random.default_rng(0).random((10, 10, 10, 5))
+    variance = voxel_variance(stack, axis=3)
+    assert variance.shape == (10, 10, 10)
+    np.testing.assert_allclose(variance, stack.var(axis=3), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int32, np.float16, *DTYPES])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_variance_matches_numpy(dtype, axis, ddof, workers):
+    stack = random_data((6, 7, 33), dtype)
+    before = checksum(stack)
+    result = voxel_variance(stack, axis=axis, ddof=ddof, workers=workers)
+    expected = np.var(stack.astype(np.float64), axis=axis, ddof=ddof)
+    assert result.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    np.testing.assert_allclose(result, expected, rtol=float_rtol(result), atol=1e-30)
+    assert checksum(stack) == before
+
+
+@pytest.mark.parametrize(
+    "make_view",
+    [
+        lambda a: a.transpose(2, 0, 1),
+        lambda a: a[::2, :, ::3],
+        lambda a: a[::-1, 1:, :],
+        lambda a: np.asfortranarray(a),
+        lambda a: a.transpose(1, 2, 0)[:, ::2],
+    ],
+    ids=["transposed", "stepped", "reversed", "fortran", "transposed-stepped"],
+)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_variance_of_non_contiguous_views(make_view, axis, workers):
+    view = make_view(random_data((9, 10, 11), np.float32))
+    result = voxel_variance(view, axis=axis, workers=workers)
+    np.testing.assert_allclose(result, np.var(view.astype(np.float64), axis=axis), rtol=2e-6)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (1, 5), (5, 1), (1, 1, 1), (3, 1, 4, 1)])
+def test_variance_of_small_and_size_one_axes(shape):
+    stack = random_data(shape, np.float64)
+    for axis in range(len(shape)):
+        expected = np.var(stack, axis=axis)
+        np.testing.assert_allclose(voxel_variance(stack, axis=axis), expected, atol=1e-12)
+
+
+def test_variance_of_large_task_split_equals_single_thread():
+    """Several tasks (chunks) give the same result as one (chunk boundaries)."""
+    stack = random_data((3, 257, 1031), np.uint16, seed=3)
+    one = voxel_variance(stack, axis=0, workers=1)
+    many = voxel_variance(stack, axis=0, workers=4)
+    np.testing.assert_array_equal(one, many)
+
+
+def test_variance_keeps_precision_with_a_large_offset():
+    """Two-pass in float64: a small spread on a huge mean is not lost."""
+    rng = np.random.default_rng(1)
+    stack = (1e6 + rng.standard_normal((4, 5, 50))).astype(np.float64)
+    np.testing.assert_allclose(voxel_variance(stack), stack.var(axis=-1), rtol=1e-9)
+
+
+def test_variance_of_integer_extremes():
+    stack = np.array([[0, 65535, 0, 65535]], dtype=np.uint16)
+    np.testing.assert_allclose(voxel_variance(stack), [65535.0**2 / 4], rtol=1e-7)
+    big = (2**62 + np.array([[0, 2**40, 2 * 2**40]])).astype(np.int64)
+    np.testing.assert_allclose(voxel_variance(big), np.var(big.astype(np.float64), axis=-1))
+
+
+def test_variance_nan_propagates_unless_skipna():
+    stack = random_data((4, 6, 5), np.float32)
+    stack[1, 2, 3] = np.nan
+    plain = voxel_variance(stack, axis=-1)
+    assert np.isnan(plain[1, 2])
+    assert np.isfinite(np.delete(plain.ravel(), 1 * 6 + 2)).all()
+    skipped = voxel_variance(stack, axis=-1, skipna=True, ddof=1)
+    np.testing.assert_allclose(
+        skipped, np.nanvar(stack.astype(np.float64), axis=-1, ddof=1), rtol=2e-6
+    )
+
+
+def test_variance_skipna_with_too_few_values_is_nan():
+    stack = np.array([[np.nan, np.nan, 1.0], [np.nan, np.nan, np.nan], [1.0, 2.0, 4.0]])
+    result = voxel_variance(stack, ddof=1, skipna=True)
+    assert np.isnan(result[0]) and np.isnan(result[1])
+    assert result[2] == pytest.approx(np.var([1, 2, 4], ddof=1))
+
+
+def test_variance_of_inf_is_nan():
+    stack = np.array([[1.0, np.inf, 2.0]])
+    assert np.isnan(voxel_variance(stack))[0]
+
+
+# ----------------------------------------------------------------------- axis_statistic
+
+
+@np.errstate(all="ignore")
+def _reference(stack, statistic, axis, ddof=0, skipna=False):
+    data = stack.astype(np.float64)
+    if statistic in ("min", "max"):
+        func = {"min": np.nanmin if skipna else np.min, "max": np.nanmax if skipna else np.max}
+        return func[statistic](stack, axis=axis)
+    nan = "nan" if skipna else ""
+    if statistic == "cv":
+        return getattr(np, nan + "std")(data, axis=axis, ddof=ddof) / getattr(np, nan + "mean")(
+            data, axis=axis
+        )
+    if statistic in ("var", "std"):
+        return getattr(np, nan + statistic)(data, axis=axis, ddof=ddof)
+    return getattr(np, nan + statistic)(data, axis=axis)
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+@pytest.mark.parametrize("dtype", [np.bool_, *DTYPES])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_statistic_matches_numpy(statistic, dtype, axis, workers):
+    stack = random_data((5, 8, 9), dtype, seed=2)
+    result = axis_statistic(stack, statistic, axis=axis, ddof=1, workers=workers)
+    expected = _reference(stack, statistic, axis, ddof=1)
+    if statistic in ("min", "max"):
+        assert result.dtype == stack.dtype
+        np.testing.assert_array_equal(result, expected)
+    else:
+        assert result.dtype == (np.float64 if dtype == np.float64 else np.float32)
+        np.testing.assert_allclose(result, expected, rtol=float_rtol(result) * 3)
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_statistic_skipna_matches_nan_functions(statistic):
+    stack = random_data((4, 5, 7), np.float64, seed=5)
+    stack[0, 0, :3] = np.nan
+    stack[1, 2, 4] = np.nan
+    result = axis_statistic(stack, statistic, axis=-1, skipna=True)
+    expected = _reference(stack, statistic, -1, skipna=True)
+    np.testing.assert_allclose(result, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_statistic_nan_propagates(statistic):
+    stack = random_data((3, 4, 6), np.float32, seed=6)
+    stack[2, 1, 3] = np.nan
+    result = axis_statistic(stack, statistic, axis=-1)
+    assert np.isnan(result[2, 1])
+    assert np.isfinite(result[0]).all()
+
+
+def test_statistic_all_nan_lines_with_skipna_give_nan_without_warning():
+    stack = np.full((2, 4), np.nan)
+    stack[1] = [1.0, 2.0, 3.0, 4.0]
+    for statistic in ("mean", "median", "min", "max", "var"):
+        result = axis_statistic(stack, statistic, skipna=True)
+        assert np.isnan(result[0])
+        assert np.isfinite(result[1])
+    assert axis_statistic(stack, "sum", skipna=True)[0] == 0
+
+
+def test_statistic_on_a_one_dimensional_stack_gives_a_scalar_array():
+    values = np.array([1.0, 2.0, 3.0, 6.0])
+    assert axis_statistic(values, "median").shape == ()
+    assert float(axis_statistic(values, "median")) == 2.5
+    assert float(axis_statistic(values, "mean")) == 3.0
+
+
+def test_cv_of_zero_mean_is_inf_or_nan():
+    stack = np.array([[0.0, 0.0], [-1.0, 1.0]])
+    result = axis_statistic(stack, "cv")
+    assert np.isnan(result[0]) and np.isinf(result[1])
+
+
+# ----------------------------------------------------------------------- frame_norms
+
+
+def test_seed_frame_norms():
+    """The user's question: one L2 norm per (a, b, c) sub-array, without a loop."""
+    mat = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    expected = [np.linalg.norm(m) for m in np.moveaxis(mat, -1, 0)]
+    result = frame_norms(mat)
+    assert result.shape == (5,)
+    np.testing.assert_allclose(result, expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("ord", [1, 2, 3, 0.5, np.inf])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", [np.bool_, np.float16, *DTYPES])
+def test_frame_norms_match_numpy(ord, axis, dtype, workers):
+    stack = random_data((4, 6, 35), dtype, seed=7)
+    before = checksum(stack)
+    expected = [
+        np.linalg.norm(m.ravel().astype(np.float64), ord) for m in np.moveaxis(stack, axis, 0)
+    ]
+    result = frame_norms(stack, axis=axis, ord=ord, workers=workers)
+    assert result.dtype == np.float64
+    np.testing.assert_allclose(result, expected, rtol=1e-10)
+    assert checksum(stack) == before
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_frame_norms_of_non_contiguous_views(axis, workers):
+    view = random_data((8, 9, 10), np.float32, seed=8).transpose(2, 0, 1)[::2, :, 1::3]
+    expected = [np.linalg.norm(m.astype(np.float64)) for m in np.moveaxis(view, axis, 0)]
+    np.testing.assert_allclose(frame_norms(view, axis=axis, workers=workers), expected, rtol=1e-10)
+
+
+def test_frame_norms_nan_propagates():
+    stack = np.ones((3, 4))
+    stack[1, 2] = np.nan
+    for ord in (1, 2, np.inf):
+        result = frame_norms(stack, axis=-1, ord=ord)
+        assert np.isnan(result[2]) and np.isfinite(result[[0, 1, 3]]).all()
+
+
+# ----------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "names"),
+    [
+        (lambda: voxel_variance(np.ones((3, 4)), axis=2), ValueError, "axis"),
+        (lambda: voxel_variance(np.ones((3, 4)), axis=-3), ValueError, "axis"),
+        (lambda: voxel_variance(np.ones((3, 4)), axis=1.0), TypeError, "axis"),
+        (lambda: voxel_variance(np.ones((3, 4)), ddof=4), ValueError, "ddof"),
+        (lambda: voxel_variance(np.ones((3, 4)), ddof=-1), ValueError, "ddof"),
+        (lambda: voxel_variance(np.ones((3, 4)), ddof=0.5), TypeError, "ddof"),
+        (lambda: voxel_variance(np.ones((3, 4)), skipna="yes"), TypeError, "skipna"),
+        (lambda: voxel_variance(np.float64(3.0)), ValueError, "stack"),
+        (lambda: voxel_variance(np.ones((3, 0))), ValueError, "stack"),
+        (lambda: voxel_variance(np.array([["a", "b"]])), TypeError, "stack"),
+        (lambda: voxel_variance(np.ones((2, 2), complex)), TypeError, "stack"),
+        (lambda: voxel_variance(np.array([None, 1])), TypeError, "stack"),
+        (lambda: voxel_variance(np.ones((3, 4)), workers=0), ValueError, "workers"),
+        (lambda: axis_statistic(np.ones((3, 4)), "mode"), ValueError, "statistic"),
+        (lambda: axis_statistic(np.ones((3, 4)), None), TypeError, "statistic"),
+        (lambda: axis_statistic(np.ones((3, 4)), "std", ddof=4), ValueError, "ddof"),
+        (lambda: frame_norms(np.ones((3, 4)), ord="fro"), TypeError, "ord"),
+        (lambda: frame_norms(np.ones((3, 4)), ord=0), ValueError, "ord"),
+        (lambda: frame_norms(np.ones((3, 4)), ord=-2), ValueError, "ord"),
+        (lambda: frame_norms(np.ones((3, 4)), axis=5), ValueError, "axis"),
+        (lambda: frame_norms(np.zeros((0, 4))), ValueError, "stack"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_parameter(call, error, names):
+    with pytest.raises(error, match=names):
+        call()
