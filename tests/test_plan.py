@@ -81,3 +81,35 @@ def test_split_range_covers_the_range_once(length, parts):
 def test_bad_workers_are_refused(workers, error):
     with pytest.raises(error, match="workers"):
         _plan.resolve_workers(workers)
+
+
+def test_over_frames_stacks_per_frame_results_and_counts_every_step():
+    from napari_voxelwise.differential import hessian_eigenvalues_plan
+
+    movie = np.random.default_rng(1).random((3, 12, 13, 14)).astype(np.float32)
+    plan = _plan.Plan.over_frames(
+        lambda t: hessian_eigenvalues_plan(movie[t], sigma=1.0, workers=2), len(movie)
+    )
+    steps = plan.steps()
+    count = 0
+    while True:
+        try:
+            next(steps)
+            count += 1
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert count == plan.total
+    for t in range(3):
+        np.testing.assert_array_equal(
+            result[t], hessian_eigenvalues_plan(movie[t], sigma=1.0).compute()
+        )
+
+
+def test_over_frames_checks_the_first_frame_at_once():
+    from napari_voxelwise.differential import hessian_eigenvalues_plan
+
+    with pytest.raises(ValueError, match="order"):
+        _plan.Plan.over_frames(
+            lambda t: hessian_eigenvalues_plan(np.ones((4, 5, 6)), order="bad"), 2
+        )

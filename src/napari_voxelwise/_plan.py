@@ -146,6 +146,33 @@ class Plan(Generic[T]):
                 return stop.value
 
     @classmethod
+    def over_frames(
+        cls, make_plan: Callable[[int], Plan], count: int, description: str = ""
+    ) -> Plan:
+        """Run ``make_plan(i)`` for every frame ``i < count``; stack the results.
+
+        Frame 0's plan is made at once, so bad arguments fail here, before any
+        work; the others are made one at a time, so only one frame's
+        temporaries exist at once. Every frame must give a result of the same
+        shape and dtype (true when the frames have the same shape).
+        """
+        first = make_plan(0)
+
+        def run():
+            stacked = None
+            for index in range(count):
+                plan = first if index == 0 else make_plan(index)
+                result = yield from plan.steps()
+                if stacked is None:
+                    import numpy as np
+
+                    stacked = np.empty((count, *np.shape(result)), np.asarray(result).dtype)
+                stacked[index] = result
+            return stacked
+
+        return cls(first.total * count, run, description or first.description)
+
+    @classmethod
     def from_tasks(
         cls,
         tasks: Sequence[Callable[[], object]],
