@@ -20,6 +20,8 @@ from numba import njit
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 # Reassociation lets LLVM vectorise float sums; NaN and inf keep IEEE behaviour.
 _JIT_REASSOC = {**_JIT, "fastmath": {"reassoc", "contract"}}
+# Fused multiply-adds only (slightly more accurate, and faster).
+_JIT_CONTRACT = {**_JIT, "fastmath": {"contract"}}
 
 # Codes of the statistics computed by `moment_statistic`.
 STAT_MEAN, STAT_VAR, STAT_STD, STAT_CV, STAT_SUM = 0, 1, 2, 3, 4
@@ -30,15 +32,22 @@ NORM_POWER, NORM_SQUARES, NORM_ABS, NORM_MAX = 0, 1, 2, 3
 
 
 @njit(**_JIT)
-def _finish_moment(stat, total, squares, count, ddof):
-    """One statistic from a sum, a sum of squared deviations and a count."""
+def _finish_moment(stat, shift, total, squares, count, ddof):
+    """One statistic from ``total = sum(d)`` and ``squares = sum(d**2)``, ``d = x - shift``.
+
+    With a shift close to the mean (the first sample, or the mean itself) the
+    variance formula ``(squares - total**2 / count) / (count - ddof)`` loses
+    no precision to cancellation.
+    """
     if stat == STAT_SUM:
-        return total
-    mean = total / count
+        return count * shift + total
+    mean = shift + total / count
     if stat == STAT_MEAN:
         return mean
     dof = count - ddof
-    var = squares / dof if dof > 0 else np.nan
+    var = (squares - total * total / count) / dof if dof > 0 else np.nan
+    if var < 0.0:  # rounding of a zero variance; NaN compares False and stays
+        var = 0.0
     if stat == STAT_VAR:
         return var
     std = math.sqrt(var)
@@ -48,71 +57,157 @@ def _finish_moment(stat, total, squares, count, ddof):
 
 
 @njit(**_JIT)
-def moment_statistic(x, o0, o1, j0, j1, ddof, skipna, stat, out):
+def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     """Mean, variance, std, cv or sum along axis 1 of ``x`` (outer, n, inner).
 
-    Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` with a
-    two-pass algorithm in float64 over cache-sized tiles of the inner axis:
-    the tile is read once for the mean and once more, from cache, for the
-    squared deviations. With ``skipna`` NaNs are left out of every sum.
+    Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
+    read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
+    sample, so the variance formula does not cancel) over cache-sized tiles of
+    the inner axis, four rows at a time. NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
-    tile = min(2048, max(16, 65536 // n))
-    sums = np.empty(tile)
+    shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
+    first = 1 if shifted else 0
+    tile = 1024
+    shift = np.empty(tile)
+    total = np.empty(tile)
     squares = np.empty(tile)
-    counts = np.empty(tile)
-    need_squares = stat != STAT_MEAN and stat != STAT_SUM
     for o in range(o0, o1):
         for t0 in range(j0, j1, tile):
             m = min(tile, j1 - t0)
-            sums[:m] = 0.0
-            squares[:m] = 0.0
-            if skipna:
-                counts[:m] = 0.0
-                for i in range(n):
-                    for j in range(m):
-                        v = x[o, i, t0 + j]
-                        if v == v:
-                            sums[j] += v
-                            counts[j] += 1.0
-            else:
-                counts[:m] = n
-                for i in range(n):
-                    for j in range(m):
-                        sums[j] += x[o, i, t0 + j]
-            if need_squares:
+            if shifted:
+                row = x[o, 0, t0 : t0 + m]
                 for j in range(m):
-                    mean = sums[j] / counts[j]
-                    for i in range(n):
-                        v = x[o, i, t0 + j]
-                        if not skipna or v == v:
-                            d = v - mean
-                            squares[j] += d * d
-            for j in range(m):
-                out[o, t0 + j] = _finish_moment(stat, sums[j], squares[j], counts[j], ddof)
+                    shift[j] = row[j]
+            else:
+                shift[:m] = 0.0
+            total[:m] = 0.0
+            squares[:m] = 0.0
+            # row views with non-negative indices let LLVM vectorise the loops
+            i = first
+            while i + 4 <= n:
+                row_a = x[o, i, t0 : t0 + m]
+                row_b = x[o, i + 1, t0 : t0 + m]
+                row_c = x[o, i + 2, t0 : t0 + m]
+                row_d = x[o, i + 3, t0 : t0 + m]
+                for j in range(m):
+                    k = shift[j]
+                    a = row_a[j] - k
+                    b = row_b[j] - k
+                    c = row_c[j] - k
+                    d = row_d[j] - k
+                    total[j] += (a + b) + (c + d)
+                    squares[j] += (a * a + b * b) + (c * c + d * d)
+                i += 4
+            while i < n:
+                row_a = x[o, i, t0 : t0 + m]
+                for j in range(m):
+                    a = row_a[j] - shift[j]
+                    total[j] += a
+                    squares[j] += a * a
+                i += 1
+            _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m])
 
 
 @njit(**_JIT)
-def moment_statistic_lines(x, o0, o1, ddof, skipna, stat, out):
+def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
+    """`_finish_moment` for a tile of ``m`` voxels, in branch-free (vectorised) loops.
+
+    Only for ``n > ddof`` (checked by the caller's argument validation).
+    """
+    if stat == STAT_SUM:
+        for j in range(m):
+            out[j] = n * shift[j] + total[j]
+        return
+    if stat == STAT_MEAN:
+        for j in range(m):
+            out[j] = shift[j] + total[j] / n
+        return
+    inverse_dof = 1.0 / (n - ddof)
+    for j in range(m):  # variance; a rounded-negative zero variance becomes 0, NaN stays
+        var = (squares[j] - total[j] * total[j] / n) * inverse_dof
+        squares[j] = 0.0 if var < 0.0 else var
+    if stat == STAT_VAR:
+        for j in range(m):
+            out[j] = squares[j]
+    elif stat == STAT_STD:
+        for j in range(m):
+            out[j] = math.sqrt(squares[j])
+    else:
+        for j in range(m):
+            out[j] = math.sqrt(squares[j]) / (shift[j] + total[j] / n)
+
+
+@njit(**_JIT)
+def moment_statistic_lines(x, o0, o1, ddof, stat, out):
     """As `moment_statistic` for ``x`` of shape (outer, n, 1): one line per output."""
     n = x.shape[1]
+    shifted = stat != STAT_MEAN and stat != STAT_SUM
+    first = 1 if shifted else 0
     for o in range(o0, o1):
+        line = x[o, :, 0]
+        shift = np.float64(line[0]) if shifted else 0.0
         total = 0.0
-        count = 0.0
-        for i in range(n):
-            v = x[o, i, 0]
-            if not skipna or v == v:
-                total += v
-                count += 1.0
         squares = 0.0
-        if stat != STAT_MEAN and stat != STAT_SUM:
-            mean = total / count
+        for i in range(first, n):
+            d = line[i] - shift
+            total += d
+            squares += d * d
+        out[o, 0] = _finish_moment(stat, shift, total, squares, n, ddof)
+
+
+@njit(**_JIT)
+def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
+    """As `moment_statistic`, leaving NaNs out (two passes per line, any inner size).
+
+    A line without a valid value gives NaN (0 for the sum).
+    """
+    n = x.shape[1]
+    for o in range(o0, o1):
+        for j in range(j0, j1):
+            total = 0.0
+            count = 0.0
             for i in range(n):
-                v = x[o, i, 0]
-                if not skipna or v == v:
+                v = x[o, i, j]
+                if v == v:
+                    total += v
+                    count += 1.0
+            if count == 0.0:
+                out[o, j] = 0.0 if stat == STAT_SUM else np.nan
+                continue
+            mean = total / count
+            deviation = 0.0
+            squares = 0.0
+            for i in range(n):
+                v = x[o, i, j]
+                if v == v:
                     d = v - mean
+                    deviation += d
                     squares += d * d
-        out[o, 0] = _finish_moment(stat, total, squares, count, ddof)
+            out[o, j] = _finish_moment(stat, mean, deviation, squares, count, ddof)
+
+
+@njit(**_JIT)
+def extremum_lines(x, o0, o1, want_max, skipna, out):
+    """Minimum or maximum of each line of ``x`` (outer, n, 1) into ``out[o, 0]``.
+
+    NaN wins unless ``skipna`` (then NaN only where a line is all NaN). For
+    reductions along a middle axis NumPy's own ``minimum.reduce`` is as fast;
+    along the last (contiguous) axis NumPy is slow and this loop is not.
+    """
+    n = x.shape[1]
+    for o in range(o0, o1):
+        line = x[o, :, 0]
+        best = line[0]
+        for i in range(1, n):
+            v = line[i]
+            if want_max:
+                better = v > best
+            else:
+                better = v < best
+            if better or (best != best if skipna else v != v):
+                best = v
+        out[o, 0] = best
 
 
 @njit(**_JIT_REASSOC)
@@ -147,7 +242,46 @@ def frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial):
             partial[i] += acc
 
 
-@njit(**_JIT)
+@njit(**_JIT_REASSOC)
+def frame_norm_partials_flat(flat, start, stop, n, kind, power, partial):
+    """`frame_norm_partials` for frames interleaved in a contiguous array.
+
+    ``flat[start:stop]`` holds whole groups of ``n`` values, one per frame
+    (``start`` a multiple of ``n``): the layout of a C-contiguous stack reduced
+    along its last axis. Accumulates over blocks of a multiple of ``n``
+    elements so that the inner loop is long and vectorised.
+    """
+    width = n * max(1, 256 // n)
+    acc = np.zeros(width)
+    block = start
+    while block < stop:
+        count = min(width, stop - block)
+        if kind == NORM_SQUARES:
+            for k in range(count):
+                v = np.float64(flat[block + k])
+                acc[k] += v * v
+        elif kind == NORM_ABS:
+            for k in range(count):
+                acc[k] += abs(np.float64(flat[block + k]))
+        elif kind == NORM_MAX:
+            for k in range(count):
+                a = abs(np.float64(flat[block + k]))
+                if a > acc[k] or a != a:
+                    acc[k] = a
+        else:
+            for k in range(count):
+                acc[k] += abs(np.float64(flat[block + k])) ** power
+        block += width
+    for k in range(width):
+        i = k % n
+        if kind == NORM_MAX:
+            if acc[k] > partial[i] or acc[k] != acc[k]:
+                partial[i] = acc[k]
+        else:
+            partial[i] += acc[k]
+
+
+@njit(**_JIT_CONTRACT)
 def correlate_lines(src, half, parity, index, dst):
     """Correlate along axis 1 with a symmetric or antisymmetric kernel.
 
@@ -156,146 +290,332 @@ def correlate_lines(src, half, parity, index, dst):
     ``w[-m] = parity * half[m]``. ``index`` (length ``N + 2r``) maps the
     extended line onto rows of ``src``: the identity for a "valid" pass over a
     slab with halo, or a reflection for scipy's ``mode="reflect"``.
+
+    The inner loops run over 1-D contiguous views with non-negative indices,
+    which is what lets LLVM vectorise them.
     """
     n_outer, n, n_inner = dst.shape
     r = half.shape[0] - 1
-    if n_inner == 1:
+    if n_inner == 1:  # contiguous lines: gather one extended line, then shifted sums
         line = np.empty(n + 2 * r, dst.dtype)
         acc = np.empty(n, dst.dtype)
         for a in range(n_outer):
             for k in range(n + 2 * r):
                 line[k] = src[a, index[k], 0]
-            w0 = half[0]
+            centre = line[r : r + n]
             for i in range(n):
-                acc[i] = w0 * line[i + r]
+                acc[i] = half[0] * centre[i]
             for m in range(1, r + 1):
                 w = half[m]
+                above = line[r + m : r + m + n]
+                below = line[r - m : r - m + n]
                 if parity > 0:
                     for i in range(n):
-                        acc[i] += w * (line[i + r + m] + line[i + r - m])
+                        acc[i] += w * (above[i] + below[i])
                 else:
                     for i in range(n):
-                        acc[i] += w * (line[i + r + m] - line[i + r - m])
+                        acc[i] += w * (above[i] - below[i])
+            out = dst[a, :, 0]
             for i in range(n):
-                dst[a, i, 0] = acc[i]
+                out[i] = acc[i]
         return
-    for a in range(n_outer):
+    for a in range(n_outer):  # rows of a middle axis: vectorise along the inner axis
         for i in range(n):
-            c = index[i + r]
-            w0 = half[0]
+            out = dst[a, i]
+            centre = src[a, index[i + r]]
             for b in range(n_inner):
-                dst[a, i, b] = w0 * src[a, c, b]
+                out[b] = half[0] * centre[b]
             for m in range(1, r + 1):
-                p = index[i + r + m]
-                q = index[i + r - m]
                 w = half[m]
+                above = src[a, index[i + r + m]]
+                below = src[a, index[i + r - m]]
                 if parity > 0:
                     for b in range(n_inner):
-                        dst[a, i, b] += w * (src[a, p, b] + src[a, q, b])
+                        out[b] += w * (above[b] + below[b])
                 else:
                     for b in range(n_inner):
-                        dst[a, i, b] += w * (src[a, p, b] - src[a, q, b])
+                        out[b] += w * (above[b] - below[b])
+
+
+# How `group_sums` and `window_sums` count an element: compare it with the
+# threshold, count everything, count nothing, or add the value (a count).
+COUNT_ABOVE, COUNT_ALL, COUNT_NONE, COUNT_VALUE = 0, 1, 2, 3
+
+
+@njit(inline="always", **_JIT)
+def _count(value, threshold, mode):
+    if mode == COUNT_ABOVE:
+        return 1 if value > threshold else 0
+    if mode == COUNT_VALUE:
+        return value
+    return 1 if mode == COUNT_ALL else 0
 
 
 @njit(**_JIT)
+def group_sums(src, size, threshold, mode, dst):
+    """Counts over consecutive groups of `size` along axis 1 of ``src`` (outer, n, inner).
+
+    ``dst[o, g, j] = sum(count(src[o, i, j]))`` for ``g * size <= i <
+    min((g + 1) * size, n)`` (the last group may be short), where `count`
+    follows `mode` (see COUNT_*). Vectorised along the inner axis.
+    """
+    n_outer, n_groups, n_inner = dst.shape
+    n = src.shape[1]
+    full_groups = n // size
+    for o in range(n_outer):
+        if n_inner == 1:  # groups of a contiguous line: add strided views, g innermost
+            line = src[o, :, 0]
+            out = dst[o, :, 0]
+            for g in range(n_groups):
+                out[g] = 0
+            for k in range(size):
+                offset = line[k:]
+                for g in range(full_groups):
+                    out[g] += _count(offset[g * size], threshold, mode)
+            for g in range(full_groups, n_groups):  # a short last group (edge="pad")
+                for i in range(g * size, n):
+                    out[g] += _count(line[i], threshold, mode)
+            continue
+        for g in range(n_groups):
+            start = g * size
+            stop = min(start + size, n)
+            out = dst[o, g]
+            row = src[o, start]
+            for j in range(n_inner):
+                out[j] = _count(row[j], threshold, mode)
+            for i in range(start + 1, stop):
+                row = src[o, i]
+                for j in range(n_inner):
+                    out[j] += _count(row[j], threshold, mode)
+
+
+@njit(**_JIT)
+def window_sums(src, size, threshold, mode, dst):
+    """Counts over every run of `size` consecutive entries along axis 1 (running sums).
+
+    ``dst[o, g, j] = sum(count(src[o, i, j]))`` for ``g <= i < g + size``; the
+    cost does not depend on `size`: each step adds the entering row and takes
+    away the leaving one.
+    """
+    n_outer, n_out, n_inner = dst.shape
+    for o in range(n_outer):
+        if n_inner == 1:
+            line = src[o, :, 0]
+            out = dst[o, :, 0]
+            total = 0
+            for i in range(size):
+                total += _count(line[i], threshold, mode)
+            out[0] = total
+            for g in range(1, n_out):
+                total += _count(line[g + size - 1], threshold, mode)
+                total -= _count(line[g - 1], threshold, mode)
+                out[g] = total
+            continue
+        first = dst[o, 0]
+        row = src[o, 0]
+        for j in range(n_inner):
+            first[j] = _count(row[j], threshold, mode)
+        for i in range(1, size):
+            row = src[o, i]
+            for j in range(n_inner):
+                first[j] += _count(row[j], threshold, mode)
+        for g in range(1, n_out):
+            previous = dst[o, g - 1]
+            out = dst[o, g]
+            entering = src[o, g + size - 1]
+            leaving = src[o, g - 1]
+            for j in range(n_inner):
+                out[j] = (
+                    previous[j]
+                    + _count(entering[j], threshold, mode)
+                    - _count(leaving[j], threshold, mode)
+                )
+
+
+@njit(**_JIT)
+def pack_selected(points, mask, f0, f1, fill, packed):
+    """Copy the selected rows of frames ``f0:f1`` to the front of `packed`, then fill.
+
+    ``points`` (F, P, K), ``mask`` (F, P) bool, ``packed`` (F, M, K): one read
+    of the selected rows and one write of the output, no temporaries.
+    """
+    n_points = points.shape[1]
+    n_features = points.shape[2]
+    slots = packed.shape[1]
+    for f in range(f0, f1):
+        selected = mask[f]
+        rank = 0
+        for p in range(n_points):
+            if selected[p]:
+                source = points[f, p]
+                target = packed[f, rank]
+                for k in range(n_features):
+                    target[k] = source[k]
+                rank += 1
+        for r in range(rank, slots):
+            target = packed[f, r]
+            for k in range(n_features):
+                target[k] = fill
+
+
+@njit(**_JIT)
+def masked_copy(image, inside, fill, r0, r1, c0, c1, out):
+    """``out[r, c] = image[r, c] if inside[c] else fill`` for a box of rows and columns.
+
+    ``image`` and ``out`` are (R, C): the leading axes merged into rows, the
+    mask's axes into columns; ``inside`` (C,) is the flattened mask.
+    """
+    mask = inside[c0:c1]
+    for r in range(r0, r1):
+        source = image[r, c0:c1]
+        target = out[r, c0:c1]
+        for c in range(c1 - c0):
+            target[c] = source[c] if mask[c] else fill
+
+
+def _cos_third_coefficients(degree: int = 16) -> tuple[float, ...]:  # `_cos_third` needs 16
+    """Polynomial ``P(w)``, highest power first, with ``P(2u - 1) = cos(2/3 * arccos(u))``.
+
+    ``cos(arccos(r) / 3)`` is what the trigonometric 3x3 eigenvalue formula
+    needs; with ``u = sqrt((1 + r) / 2)`` it is analytic on ``0 <= u <= 1``,
+    so a degree-16 Chebyshev fit is accurate to about 2e-15, and evaluating it
+    needs no ``acos`` or ``cos`` call: the eigenvalue loop vectorises.
+    """
+    from numpy.polynomial import chebyshev
+
+    u = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, 4001))
+    fit = chebyshev.chebfit(2 * u - 1, np.cos(2 / 3 * np.arccos(u)), degree)
+    return tuple(float(c) for c in chebyshev.cheb2poly(fit)[::-1])
+
+
+_COS_THIRD = _cos_third_coefficients()
+_HALF_SQRT3 = math.sqrt(3.0) / 2.0
+
+
+@njit(inline="always", **_JIT)
+def _cos_third(w):
+    """``cos(arccos(r) / 3)`` from ``w = 2 * sqrt((1 + r) / 2) - 1`` (Horner form)."""
+    c = _COS_THIRD  # unrolled Horner (a loop over the tuple would stop vectorisation)
+    r = c[0] * w + c[1]
+    r = (r * w + c[2]) * w + c[3]
+    r = (r * w + c[4]) * w + c[5]
+    r = (r * w + c[6]) * w + c[7]
+    r = (r * w + c[8]) * w + c[9]
+    r = (r * w + c[10]) * w + c[11]
+    r = (r * w + c[12]) * w + c[13]
+    r = (r * w + c[14]) * w + c[15]
+    return r * w + c[16]
+
+
+@njit(inline="always", **_JIT)
+def _larger(x, y):
+    return x if x > y else y
+
+
+@njit(inline="always", **_JIT)
+def _smaller(x, y):
+    return x if x < y else y
+
+
+@njit(inline="always", **_JIT)
+def _closer_to_zero_first(x, y):
+    """(x, y) ordered by absolute value, as selects."""
+    keep = abs(x) <= abs(y)
+    return (x if keep else y), (y if keep else x)
+
+
+@njit(inline="always", **_JIT)
 def _order3(e1, e2, e3, order):
-    """Sort three eigenvalues into the requested order."""
-    # descending first (a sorting network of three compare-swaps)
-    if e1 < e2:
-        e1, e2 = e2, e1
-    if e2 < e3:
-        e2, e3 = e3, e2
-    if e1 < e2:
-        e1, e2 = e2, e1
-    if order == ORDER_DESCENDING:
-        return e1, e2, e3
+    """Sort three eigenvalues into the requested order (selects only, no branches)."""
+    # descending: a sorting network of three compare-swaps
+    e1, e2 = _larger(e1, e2), _smaller(e1, e2)
+    e2, e3 = _larger(e2, e3), _smaller(e2, e3)
+    e1, e2 = _larger(e1, e2), _smaller(e1, e2)
     if order == ORDER_ASCENDING:
         return e3, e2, e1
-    # ascending absolute value
-    if abs(e1) > abs(e2):
-        e1, e2 = e2, e1
-    if abs(e2) > abs(e3):
-        e2, e3 = e3, e2
-    if abs(e1) > abs(e2):
-        e1, e2 = e2, e1
+    if order == ORDER_ABS:
+        e1, e2 = _closer_to_zero_first(e1, e2)
+        e2, e3 = _closer_to_zero_first(e2, e3)
+        e1, e2 = _closer_to_zero_first(e1, e2)
     return e1, e2, e3
 
 
-@njit(**_JIT)
-def symmetric3_eigenvalues(h00, h01, h02, h11, h12, h22, order, out):
+@njit(**_JIT_CONTRACT)
+def symmetric3_eigenvalues(h00, h01, h02, h11, h12, h22, order, first, second, third):
     """Eigenvalues of symmetric 3x3 matrices given by their six unique entries.
 
     Closed-form trigonometric solution (Smith 1961) in float64 on the matrix
-    scaled by its largest entry, so that neither tiny nor huge entries lose
-    precision. Inputs are 1-D arrays of length M; ``out`` is (M, 3).
+    scaled by its largest entry (tiny or huge entries lose nothing), with
+    ``cos(arccos(r) / 3)`` from a polynomial (see `_cos_third_coefficients`):
+    the loop has no branch or library call and vectorises. Inputs are 1-D
+    arrays of length M; the eigenvalues go to three contiguous 1-D arrays
+    (interleaved stores would stop the vectorisation). A matrix holding NaN
+    or inf gives NaN.
     """
-    third = 1.0 / 3.0
-    two_pi_3 = 2.0 * math.pi / 3.0
-    for k in range(out.shape[0]):
+    one_third = 1.0 / 3.0
+    for k in range(first.shape[0]):
         a = np.float64(h00[k])
         d = np.float64(h01[k])
         e = np.float64(h02[k])
         b = np.float64(h11[k])
         f = np.float64(h12[k])
         c = np.float64(h22[k])
-        scale = max(abs(a), abs(b), abs(c), abs(d), abs(e), abs(f))
-        if scale == 0.0:
-            out[k, 0] = 0.0
-            out[k, 1] = 0.0
-            out[k, 2] = 0.0
-            continue
-        if not (scale < np.inf):  # inf or NaN anywhere
-            out[k, 0] = np.nan
-            out[k, 1] = np.nan
-            out[k, 2] = np.nan
-            continue
-        inv = 1.0 / scale
-        a *= inv
-        b *= inv
-        c *= inv
-        d *= inv
-        e *= inv
-        f *= inv
-        q = (a + b + c) * third
+        scale = _larger(
+            _larger(_larger(abs(a), abs(b)), _larger(abs(c), abs(d))), _larger(abs(e), abs(f))
+        )
+        finite = scale < np.inf  # False for inf and NaN
+        inverse = 1.0 / (scale if (scale > 0.0 and finite) else 1.0)
+        a *= inverse
+        b *= inverse
+        c *= inverse
+        d *= inverse
+        e *= inverse
+        f *= inverse
+        q = (a + b + c) * one_third
         aq = a - q
         bq = b - q
         cq = c - q
         p2 = aq * aq + bq * bq + cq * cq + 2.0 * (d * d + e * e + f * f)
-        if p2 <= 0.0:
-            e1 = q
-            e2 = q
-            e3 = q
-        else:
-            p = math.sqrt(p2 / 6.0)
-            det = aq * (bq * cq - f * f) - d * (d * cq - f * e) + e * (d * f - bq * e)
-            r = det / (2.0 * p * p * p)
-            r = min(1.0, max(-1.0, r))
-            phi = math.acos(r) * third
-            e1 = q + 2.0 * p * math.cos(phi)
-            e3 = q + 2.0 * p * math.cos(phi + two_pi_3)
-            e2 = 3.0 * q - e1 - e3
-        e1, e2, e3 = _order3(e1 * scale, e2 * scale, e3 * scale, order)
-        out[k, 0] = e1
-        out[k, 1] = e2
-        out[k, 2] = e3
+        p = np.sqrt(p2 * (1.0 / 6.0))
+        det = aq * (bq * cq - f * f) - d * (d * cq - f * e) + e * (d * f - bq * e)
+        r = det / (2.0 * p * p * p if p2 > 0.0 else 1.0)
+        r = _smaller(1.0, _larger(-1.0, r))
+        cos_phi = _cos_third(2.0 * np.sqrt(0.5 + 0.5 * r) - 1.0)
+        sin_phi = np.sqrt(_larger(1.0 - cos_phi * cos_phi, 0.0))
+        e1 = q + 2.0 * p * cos_phi
+        e3 = q + 2.0 * p * (-0.5 * cos_phi - _HALF_SQRT3 * sin_phi)
+        e2 = 3.0 * q - e1 - e3
+        e1, e2, e3 = _order3(e1, e2, e3, order)
+        first[k] = e1 * scale if finite else np.nan
+        second[k] = e2 * scale if finite else np.nan
+        third[k] = e3 * scale if finite else np.nan
 
 
-@njit(**_JIT)
-def symmetric2_eigenvalues(h00, h01, h11, order, out):
-    """Eigenvalues of symmetric 2x2 matrices: ``mean +- hypot((a - c) / 2, b)``."""
-    for k in range(out.shape[0]):
+@njit(**_JIT_CONTRACT)
+def symmetric2_eigenvalues(h00, h01, h11, order, first, second):
+    """Eigenvalues of symmetric 2x2 matrices: ``mean +- sqrt(((a - c) / 2)**2 + b**2)``.
+
+    Computed on the matrix scaled by its largest entry (no overflow), into two
+    contiguous 1-D arrays; a matrix holding NaN or inf gives NaN.
+    """
+    for k in range(first.shape[0]):
         a = np.float64(h00[k])
         b = np.float64(h01[k])
         c = np.float64(h11[k])
-        if not (abs(a) < np.inf and abs(b) < np.inf and abs(c) < np.inf):
-            out[k, 0] = np.nan
-            out[k, 1] = np.nan
-            continue
+        scale = _larger(_larger(abs(a), abs(b)), abs(c))
+        finite = scale < np.inf
+        inverse = 1.0 / (scale if (scale > 0.0 and finite) else 1.0)
+        a *= inverse
+        b *= inverse
+        c *= inverse
         mean = 0.5 * (a + c)
-        radius = math.hypot(0.5 * (a - c), b)
-        e1 = mean + radius
-        e2 = mean - radius
-        if order == ORDER_ASCENDING or (order == ORDER_ABS and abs(e1) > abs(e2)):
+        half_difference = 0.5 * (a - c)
+        radius = np.sqrt(half_difference * half_difference + b * b)
+        e1 = (mean + radius) * scale
+        e2 = (mean - radius) * scale
+        if order == ORDER_ASCENDING:
             e1, e2 = e2, e1
-        out[k, 0] = e1
-        out[k, 1] = e2
+        elif order == ORDER_ABS:
+            e1, e2 = _closer_to_zero_first(e1, e2)
+        first[k] = e1 if finite else np.nan
+        second[k] = e2 if finite else np.nan

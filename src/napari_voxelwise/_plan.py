@@ -70,8 +70,11 @@ def task_count(work_bytes: float, length: int, workers: int) -> int:
     """How many tasks to cut `length` units of work (`work_bytes` in all) into.
 
     About TASK_BYTES per task, but at least two per worker when there is room,
-    so that both cores stay busy and progress moves.
+    so that every core stays busy and progress moves; a single task (run
+    inline, no thread) for work too small to be worth sharing.
     """
+    if work_bytes < TASK_BYTES / 4:
+        return 1
     count = math.ceil(work_bytes / TASK_BYTES)
     if workers > 1:
         count = max(count, 2 * workers)
@@ -90,11 +93,7 @@ def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[
             task()
             yield
         return
-    pool = ThreadPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        thread_name_prefix="napari-voxelwise",
-        initializer=_mark_pool_thread,
-    )
+    pool = _pool(workers)
     # Keep at most a few tasks queued per worker: cancel then drops the rest at once.
     pending = list(reversed(tasks))
     running: set = set()
@@ -109,7 +108,27 @@ def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[
     finally:
         for future in running:
             future.cancel()
-        pool.shutdown(wait=True)
+        wait(running)  # the tasks already started finish before we return
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of `workers` threads, created once and shared by all computations.
+
+    Starting threads for every call would cost more than a small computation.
+    """
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = _pools[workers] = ThreadPoolExecutor(
+                max_workers=workers,
+                thread_name_prefix=f"napari-voxelwise-{workers}",
+                initializer=_mark_pool_thread,
+            )
+        return pool
 
 
 class Plan(Generic[T]):

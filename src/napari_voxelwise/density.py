@@ -13,6 +13,7 @@ from functools import partial
 import numpy as np
 
 from . import _validation as check
+from ._blocks import view_3d
 from ._plan import Plan, resolve_workers, split_range, task_count
 
 __all__ = ["DENSITY_EDGES", "DENSITY_MODES", "density_map", "density_shape"]
@@ -110,34 +111,35 @@ def _output_shape(shape, sizes, mode, edge) -> tuple[int, ...]:
     return tuple(n // w for n, w in zip(shape, sizes, strict=True))
 
 
-def _block_sums(counts: np.ndarray, axis: int, size: int, out_length: int) -> np.ndarray:
-    """Sum `counts` over consecutive groups of `size` along `axis` (last group may be short).
+def _count_dtype(largest: int) -> np.dtype:
+    """Smallest unsigned dtype holding counts up to `largest` (fast, small temporaries)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if largest <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
 
-    Adds `size` strided views instead of reducing a reshaped array, so the cost
-    is one pass whatever the size.
+
+def _prepared_threshold(dtype: np.dtype, threshold: float):
+    """(threshold in `dtype`, counting mode) so that ``v > t`` is compared natively.
+
+    For integers ``v > t`` is ``v > floor(t)``; for floats the threshold is the
+    largest value of the dtype not above `t`, which selects exactly the same
+    elements. Thresholds outside an integer dtype's range count all or none.
     """
-    if size == 1:
-        return counts
-    head = (slice(None),) * axis
-    shape = list(counts.shape)
-    shape[axis] = out_length
-    result = np.zeros(shape, counts.dtype)
-    for offset in range(size):
-        part = counts[(*head, slice(offset, offset + out_length * size, size))]
-        result[(*head, slice(0, part.shape[axis]))] += part
-    return result
+    from ._kernels import COUNT_ABOVE, COUNT_ALL, COUNT_NONE
 
-
-def _window_sums(counts: np.ndarray, axis: int, size: int, dtype) -> np.ndarray:
-    """Sum of every run of `size` consecutive entries along `axis` (running sums)."""
-    if size == 1:
-        return counts
-    cumulative = np.cumsum(counts, axis=axis, dtype=dtype)
-    length = counts.shape[axis]
-    head = (slice(None),) * axis
-    sums = cumulative[(*head, slice(size - 1, length))].copy()
-    sums[(*head, slice(1, None))] -= cumulative[(*head, slice(0, length - size))]
-    return sums
+    if dtype.kind == "f":
+        value = dtype.type(threshold)
+        if value > threshold:
+            value = np.nextafter(value, dtype.type(-np.inf))
+        return value, COUNT_ABOVE
+    info = np.iinfo(dtype)
+    floor = math.floor(threshold)
+    if floor < info.min:
+        return dtype.type(info.min), COUNT_ALL
+    if floor >= info.max:
+        return dtype.type(info.max), COUNT_NONE
+    return dtype.type(floor), COUNT_ABOVE
 
 
 def _pad_denominator(shape, sizes, out_shape) -> np.ndarray:
@@ -160,15 +162,19 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
     out_shape = _output_shape(image.shape, sizes, mode, edge)
     out = np.empty(out_shape, np.float32)
     window_volume = math.prod(sizes)
-    if mode == "block":
-        count_dtype = np.int32 if window_volume < 2**31 else np.int64
-    else:
-        largest = window_volume * max(image.shape)
-        count_dtype = np.int32 if largest < 2**31 else np.int64
+    count_dtype = _count_dtype(window_volume)
     if mode == "block" and edge == "pad":
         denominator = _pad_denominator(image.shape, sizes, out_shape)
     else:
         denominator = np.float32(window_volume)
+    from . import _kernels
+
+    kernel = _kernels.window_sums if mode == "sliding" else _kernels.group_sums
+    # bool is read as uint8 and float16 as float32 by the kernels
+    data = image.view(np.uint8) if image.dtype == np.bool_ else image
+    work_dtype = check.compute_dtype(data.dtype)
+    first_threshold, first_mode = _prepared_threshold(work_dtype, threshold)
+    no_threshold = count_dtype.type(0)
 
     # Split along the outermost axis with enough output rows for every worker.
     split_axis = next(
@@ -184,16 +190,34 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
             rows = slice(start * size, min(stop * size, image.shape[split_axis]))
         else:
             rows = slice(start, stop + size - 1)
-        counts = np.greater(image[(*head, rows)], threshold)
+        counts = data[(*head, rows)]
+        if counts.dtype != work_dtype:
+            counts = counts.astype(work_dtype)
+        threshold_, mode_ = first_threshold, first_mode
+        # Axis 0 first: that pass reads the input once, thresholding on the fly,
+        # and every later pass works on an array `window` times smaller.
         for axis, size in enumerate(sizes):
+            if size == 1 and axis > 0:
+                continue
             length = counts.shape[axis]
             if mode == "sliding":
-                counts = _window_sums(counts, axis, size, count_dtype)
+                out_length = length - size + 1
             else:
-                if counts.dtype == np.bool_:
-                    counts = counts.astype(count_dtype)
                 out_length = -(-length // size) if edge == "pad" else length // size
-                counts = _block_sums(counts, axis, size, out_length)
+            source = view_3d(counts, axis)
+            if source is None:
+                source = view_3d(np.ascontiguousarray(counts), axis)
+            result = np.empty(
+                (*counts.shape[:axis], out_length, *counts.shape[axis + 1 :]), count_dtype
+            )
+            kernel(
+                source,
+                size,
+                threshold_,
+                mode_,
+                result.reshape(source.shape[0], out_length, source.shape[2]),
+            )
+            counts, threshold_, mode_ = result, no_threshold, _kernels.COUNT_VALUE
         region = (*head, slice(start, stop))
         part_denominator = denominator[region] if np.ndim(denominator) else denominator
         np.divide(counts, part_denominator, out=out[region], dtype=np.float32)

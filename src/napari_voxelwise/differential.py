@@ -570,7 +570,10 @@ def hessian_eigenvalues_plan(
 
     def consume(start, stop, components):
         flat = [components[orders].reshape(-1) for _, orders in pairs]
-        solver(*flat, order_code, out[start:stop].reshape(-1, ndim))
+        # contiguous per-eigenvalue arrays keep the solver's loop vectorised
+        eigenvalues = np.empty((ndim, flat[0].size), out.dtype)
+        solver(*flat, order_code, *eigenvalues)
+        out[start:stop].reshape(-1, ndim)[...] = eigenvalues.T
 
     return _derivative_plan(
         volume,

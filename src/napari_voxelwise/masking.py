@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from . import _validation as check
-from ._blocks import nd_blocks
+from ._blocks import boxes, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, split_range, task_count
 
 __all__ = ["apply_mask", "mask_filter"]
@@ -120,16 +120,22 @@ def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
     dtype = fill_dtype(points.dtype, fill_value)
     workers = resolve_workers(workers)
     counts = np.count_nonzero(mask, axis=1)
-    frames = points.shape[0]
+    frames, n_points = points.shape[:2]
     packed = np.empty((frames, int(counts.max()), *points.shape[2:]), dtype)
-    starts = np.cumsum(counts) - counts
+    features = math.prod(points.shape[2:])
+    source, target = _raw(points), _raw(packed)
+    fill = _raw_fill(fill_value, dtype)
+    target3 = target.reshape(frames, packed.shape[1], features)
+    source3 = view_3d(source, 1)  # (frames, points, features) without a copy, if possible
 
     def pack_frames(first: int, last: int):
-        block = packed[first:last]
-        block[...] = fill_value
-        frame, point = np.nonzero(mask[first:last])
-        rank = np.arange(frame.size) - (starts[first:last] - starts[first])[frame]
-        block[frame, rank] = points[first:last][frame, point]
+        from ._kernels import pack_selected
+
+        if source3 is not None:
+            pack_selected(source3, mask, first, last, fill, target3)
+        else:  # a layout that needs a copy: one block of frames at a time
+            block = np.ascontiguousarray(source[first:last]).reshape(-1, n_points, features)
+            pack_selected(block, mask[first:last], 0, last - first, fill, target3[first:last])
 
     parts = task_count(points.nbytes, frames, workers)
     tasks = [partial(pack_frames, a, b) for a, b in split_range(frames, parts)]
@@ -148,13 +154,55 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
     dtype = fill_dtype(image.dtype, fill_value)
     workers = resolve_workers(workers)
     out = np.empty(image.shape, dtype)
-    outside = ~mask
+    source, target = _raw(image), _raw(out)
+    fill = _raw_fill(fill_value, dtype)
+    columns = mask.size
+    rows = image.size // columns
     leading = image.ndim - mask.ndim
-
-    def mask_block(index):
-        np.copyto(out[index], image[index], casting="unsafe")
-        np.copyto(out[index], fill_value, where=outside[index[leading:]], casting="unsafe")
-
+    inside = np.ascontiguousarray(mask).reshape(columns)
+    target2 = target.reshape(rows, columns)
     parts = task_count(image.nbytes, image.size, workers)
-    tasks = [partial(mask_block, index) for index in nd_blocks(image.shape, parts)]
+
+    if source.flags.c_contiguous:  # (rows, columns) views: the kernel reads the image in place
+        source2 = source.reshape(rows, columns)
+
+        def mask_box(r0, r1, c0, c1):
+            from ._kernels import masked_copy
+
+            masked_copy(source2, inside, fill, r0, r1, c0, c1, target2)
+
+        tasks = [partial(mask_box, *box) for box in boxes(rows, columns, parts)]
+    else:  # other layouts: copy one block at a time
+
+        def mask_block(index):
+            from ._kernels import masked_copy
+
+            block = np.ascontiguousarray(source[index])
+            part = np.ascontiguousarray(mask[index[leading:]]).reshape(-1)
+            result = np.empty(block.shape, target.dtype)
+            block_rows = block.size // part.size
+            masked_copy(
+                block.reshape(block_rows, part.size),
+                part,
+                fill,
+                0,
+                block_rows,
+                0,
+                part.size,
+                result.reshape(block_rows, part.size),
+            )
+            target[index] = result
+
+        tasks = [partial(mask_block, index) for index in nd_blocks(image.shape, parts)]
     return Plan.from_tasks(tasks, lambda: out, workers, "apply mask")
+
+
+def _raw(array: np.ndarray) -> np.ndarray:
+    """The array as the copy kernels move it: float16 as its bits (uint16), others as is."""
+    return array.view(np.uint16) if array.dtype == np.float16 else array
+
+
+def _raw_fill(fill_value, dtype: np.dtype):
+    """`fill_value` in `dtype`, as the matching `_raw` scalar."""
+    value = np.asarray(fill_value, dtype).reshape(1)
+    return _raw(value)[0]

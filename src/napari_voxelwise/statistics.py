@@ -171,20 +171,30 @@ def _nan_median(block: np.ndarray, axis: int) -> np.ndarray:
 
 def _box_reducer(statistic: str, ddof: int, skipna: bool):
     """Function ``reduce(x3, o0, o1, j0, j1, out2)`` computing one box of the result."""
-    if statistic in ("min", "max", "median"):
-        if statistic == "median":
-            func = _nan_median if skipna else np.median
-        elif statistic == "min":
-            func = np.fmin.reduce if skipna else np.minimum.reduce
-        else:
-            func = np.fmax.reduce if skipna else np.maximum.reduce
+    if statistic == "median":
+        func = _nan_median if skipna else np.median
 
-        def reduce_numpy(x3, o0, o1, j0, j1, out2):
+        def reduce_median(x3, o0, o1, j0, j1, out2):
             out2[o0:o1, j0:j1] = func(x3[o0:o1, :, j0:j1], axis=1)
 
-        return reduce_numpy
+        return reduce_median
 
     from . import _kernels
+
+    if statistic in ("min", "max"):
+        want_max = statistic == "max"
+        if skipna:
+            func = np.fmax.reduce if want_max else np.fmin.reduce
+        else:
+            func = np.maximum.reduce if want_max else np.minimum.reduce
+
+        def reduce_extremum(x3, o0, o1, j0, j1, out2):
+            if x3.shape[2] == 1:
+                _kernels.extremum_lines(x3, o0, o1, want_max, skipna, out2)
+            else:
+                func(x3[o0:o1, :, j0:j1], axis=1, out=out2[o0:o1, j0:j1])
+
+        return reduce_extremum
 
     code = {
         "mean": _kernels.STAT_MEAN,
@@ -195,10 +205,12 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
     }[statistic]
 
     def reduce_moments(x3, o0, o1, j0, j1, out2):
-        if x3.shape[2] == 1:
-            _kernels.moment_statistic_lines(x3, o0, o1, ddof, skipna, code, out2)
+        if skipna:
+            _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
+        elif x3.shape[2] == 1:
+            _kernels.moment_statistic_lines(x3, o0, o1, ddof, code, out2)
         else:
-            _kernels.moment_statistic(x3, o0, o1, j0, j1, ddof, skipna, code, out2)
+            _kernels.moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
 
     return reduce_moments
 
@@ -222,7 +234,7 @@ def statistic_plan(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
         out_dtype = check.result_float_dtype(stack.dtype)
     out = np.empty(out_shape, out_dtype)
     outer, inner = math.prod(stack.shape[:axis]), math.prod(stack.shape[axis + 1 :])
-    out2 = out.reshape(outer, inner)
+    out2 = _kernel_view(out).reshape(outer, inner)
     reduce = _box_reducer(statistic, ddof, skipna)
     count = task_count(stack.nbytes, outer * inner, workers)
 
@@ -238,7 +250,7 @@ def statistic_plan(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
             block = np.ascontiguousarray(data[index], dtype=work_dtype)
             block3 = view_3d(block, axis)
             result = np.empty((block3.shape[0], block3.shape[2]), out_dtype)
-            reduce(block3, 0, block3.shape[0], 0, block3.shape[2], result)
+            reduce(block3, 0, block3.shape[0], 0, block3.shape[2], _kernel_view(result))
             out_index = index[:axis] + index[axis + 1 :]
             out[out_index] = result.reshape(out[out_index].shape)
 
@@ -284,7 +296,19 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
         _kernels.frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial_sums)
         partials.append((frames, partial_sums))  # list.append is atomic
 
-    if x3 is not None:
+    if x3 is not None and x3.shape[2] == 1 and x3.flags.c_contiguous:
+        # frames interleaved (reduced along the last axis): one long vectorised loop per task
+        flat = x3.reshape(-1)
+
+        def accumulate_flat(o0, o1):
+            partial_sums = np.zeros(length)
+            _kernels.frame_norm_partials_flat(
+                flat, o0 * length, o1 * length, length, kind, power, partial_sums
+            )
+            partials.append((slice(0, length), partial_sums))
+
+        tasks = [partial(accumulate_flat, o0, o1) for o0, o1, _, _ in boxes(x3.shape[0], 1, count)]
+    elif x3 is not None:
         whole = slice(0, length)
         tasks = [
             partial(accumulate, x3, *box, whole) for box in boxes(x3.shape[0], x3.shape[2], count)
