@@ -44,6 +44,7 @@ def _finish_moment(stat, shift, total, squares, count, ddof):
     mean = shift + total / count
     if stat == STAT_MEAN:
         return mean
+    total += shift - shift  # NaN if the shift (a sample) is inf or NaN, even for one sample
     dof = count - ddof
     var = (squares - total * total / count) / dof if dof > 0 else np.nan
     if var < 0.0:  # rounding of a zero variance; NaN compares False and stays
@@ -54,6 +55,39 @@ def _finish_moment(stat, shift, total, squares, count, ddof):
     if stat == STAT_STD:
         return std
     return std / mean
+
+
+@njit(**_JIT)
+def _careful_moment(line, stat, ddof):
+    """Mean, var, std or cv of one line scaled by its largest magnitude, in two passes.
+
+    The fallback for the rare float64 lines whose squared deviations overflow
+    (values beyond ~1e154): the result is then finite where NumPy's is.
+    NaN or inf in the line gives NaN, as NumPy does.
+    """
+    n = line.shape[0]
+    scale = 0.0
+    for i in range(n):
+        magnitude = abs(np.float64(line[i]))
+        if not magnitude < np.inf:
+            return np.nan
+        scale = max(scale, magnitude)
+    if scale == 0.0:
+        scale = 1.0
+    mean = 0.0
+    for i in range(n):
+        mean += np.float64(line[i]) / scale
+    mean /= n
+    squares = 0.0
+    for i in range(n):
+        d = np.float64(line[i]) / scale - mean
+        squares += d * d
+    var = squares / (n - ddof) * scale * scale
+    if stat == STAT_VAR:
+        return var
+    if stat == STAT_STD:
+        return math.sqrt(squares / (n - ddof)) * scale
+    return math.sqrt(squares / (n - ddof)) / mean  # cv: the scale cancels
 
 
 @njit(**_JIT)
@@ -107,6 +141,10 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
                     squares[j] += a * a
                 i += 1
             _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m])
+            if shifted:  # squares now holds the variances: redo the overflowed ones
+                for j in range(m):
+                    if not squares[j] < np.inf and abs(shift[j]) < np.inf:
+                        out[o, t0 + j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
 
 
 @njit(**_JIT)
@@ -125,7 +163,8 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
         return
     inverse_dof = 1.0 / (n - ddof)
     for j in range(m):  # variance; a rounded-negative zero variance becomes 0, NaN stays
-        var = (squares[j] - total[j] * total[j] / n) * inverse_dof
+        deviation = total[j] + (shift[j] - shift[j])  # NaN if the first sample is inf or NaN
+        var = (squares[j] - deviation * deviation / n) * inverse_dof
         squares[j] = 0.0 if var < 0.0 else var
     if stat == STAT_VAR:
         for j in range(m):
@@ -153,7 +192,10 @@ def moment_statistic_lines(x, o0, o1, ddof, stat, out):
             d = line[i] - shift
             total += d
             squares += d * d
-        out[o, 0] = _finish_moment(stat, shift, total, squares, n, ddof)
+        result = _finish_moment(stat, shift, total, squares, n, ddof)
+        if shifted and not abs(result) < np.inf and abs(shift) < np.inf:
+            result = _careful_moment(line, stat, ddof)
+        out[o, 0] = result
 
 
 @njit(**_JIT)
@@ -564,13 +606,15 @@ def symmetric3_eigenvalues(h00, h01, h02, h11, h12, h22, order, first, second, t
             _larger(_larger(abs(a), abs(b)), _larger(abs(c), abs(d))), _larger(abs(e), abs(f))
         )
         finite = scale < np.inf  # False for inf and NaN
-        inverse = 1.0 / (scale if (scale > 0.0 and finite) else 1.0)
-        a *= inverse
-        b *= inverse
-        c *= inverse
-        d *= inverse
-        e *= inverse
-        f *= inverse
+        # 2**64 lifts subnormal entries first, so that 1 / scale cannot overflow
+        lift = 18446744073709551616.0 if scale < 1e-290 else 1.0
+        inverse = 1.0 / (scale * lift if (scale > 0.0 and finite) else 1.0)
+        a = a * lift * inverse
+        b = b * lift * inverse
+        c = c * lift * inverse
+        d = d * lift * inverse
+        e = e * lift * inverse
+        f = f * lift * inverse
         q = (a + b + c) * one_third
         aq = a - q
         bq = b - q
@@ -604,10 +648,12 @@ def symmetric2_eigenvalues(h00, h01, h11, order, first, second):
         c = np.float64(h11[k])
         scale = _larger(_larger(abs(a), abs(b)), abs(c))
         finite = scale < np.inf
-        inverse = 1.0 / (scale if (scale > 0.0 and finite) else 1.0)
-        a *= inverse
-        b *= inverse
-        c *= inverse
+        # 2**64 lifts subnormal entries first, so that 1 / scale cannot overflow
+        lift = 18446744073709551616.0 if scale < 1e-290 else 1.0
+        inverse = 1.0 / (scale * lift if (scale > 0.0 and finite) else 1.0)
+        a = a * lift * inverse
+        b = b * lift * inverse
+        c = c * lift * inverse
         mean = 0.5 * (a + c)
         half_difference = 0.5 * (a - c)
         radius = np.sqrt(half_difference * half_difference + b * b)

@@ -127,6 +127,8 @@ def normalize_per_axis(value, name: str, ndim: int, *, allow_zero: bool = False)
         if entry < 0 or (entry == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
             raise ValueError(f"{name} entries must be {bound}, got {value!r}")
+        if entry != 0 and not 1e-12 <= entry <= 1e12:
+            raise ValueError(f"{name} entries must lie between 1e-12 and 1e12, got {value!r}")
         result.append(entry)
     return tuple(result)
 

@@ -461,6 +461,14 @@ def _check_scales(volume: np.ndarray, sigma, spacing, truncate):
             sigma = None if value == 0 else (value,) * ndim
         else:
             sigma = check.normalize_per_axis(sigma, "sigma", ndim)
+    if sigma is not None:
+        for axis, (length, s, step) in enumerate(zip(volume.shape, sigma, spacing, strict=False)):
+            voxels = s / step
+            if not 1e-3 <= voxels <= 4 * length + 64:
+                raise ValueError(
+                    f"sigma is {voxels:.3g} voxels along axis {axis} (sigma {s:g} / spacing "
+                    f"{step:g}); it must lie between 0.001 and 4 x the axis length + 64 voxels"
+                )
     if sigma is None and min(volume.shape) < 2:
         raise ValueError(
             f"volume needs at least 2 samples along every axis for finite differences, "
@@ -627,8 +635,10 @@ def frangi_plan(
 
     def block_norm_max(index, start, stop):
         values = np.asarray(flat_in[start:stop], dtype=np.float64)
-        # fmax skips NaN voxels: they give NaN themselves but do not set the scale
-        norms_max[index] = np.fmax.reduce(np.sqrt(np.square(values).sum(axis=-1)))
+        # fmax skips NaN voxels: they give NaN themselves but do not set the scale;
+        # norms beyond the float64 range are inf (then every finite voxel scores 0)
+        with np.errstate(over="ignore"):
+            norms_max[index] = np.fmax.reduce(np.sqrt(np.square(values).sum(axis=-1)))
 
     def vesselness(scale, start, stop):
         values = sorted_block(start, stop)

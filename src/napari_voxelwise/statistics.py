@@ -249,7 +249,7 @@ def statistic_plan(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
         def reduce_block(index):
             block = np.ascontiguousarray(data[index], dtype=work_dtype)
             block3 = view_3d(block, axis)
-            result = np.empty((block3.shape[0], block3.shape[2]), out_dtype)
+            result = np.empty((block3.shape[0], block3.shape[2]), check.compute_dtype(out_dtype))
             reduce(block3, 0, block3.shape[0], 0, block3.shape[2], _kernel_view(result))
             out_index = index[:axis] + index[axis + 1 :]
             out[out_index] = result.reshape(out[out_index].shape)
