@@ -1,0 +1,319 @@
+"""The one place where panels run computations: threads, progress, cancel, layers.
+
+A panel turns its widget values into a :class:`Job` on the GUI thread (reading
+layer data there, so later changes to the layer do not reach the run), and
+hands it to its :class:`Runner`. The runner
+
+- refuses a job whose estimated memory exceeds what is available, with the
+  estimate and what to do instead;
+- runs the job's :class:`~napari_voxelwise._plan.Plan` step by step in one of
+  napari's thread workers, with progress in the activity dock;
+- turns the panel's Run button into Cancel while it runs, and allows one run
+  per panel at a time;
+- stops the run when a source layer is removed or the panel is closed;
+- reports errors as napari notifications (no traceback dialog), and adds the
+  result layers on the GUI thread only when the run finished normally and the
+  viewer still holds the source layers.
+
+Nothing here does maths; nothing in the numeric core imports this module.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from magicgui.widgets import PushButton
+
+    from ._plan import Plan
+
+#: metadata key of the provenance record on every layer we create
+METADATA_KEY = "napari-voxelwise"
+#: a job may use at most this fraction of the memory available when it starts
+MEMORY_FRACTION = 0.8
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (psutil, a napari dependency)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def format_bytes(count: float) -> str:
+    """``1536 -> '1.5 KiB'``: a byte count in binary units, for messages."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Job:
+    """One computation requested by a panel.
+
+    Parameters
+    ----------
+    title : str
+        What runs, for the progress bar and messages ("Variance of 'cells'").
+    plan : Plan
+        The checked computation (made on the GUI thread, so bad input fails early).
+    to_layers : callable
+        ``to_layers(result) -> list of (data, kwargs, layer_type)``: the layers to
+        add, called on the GUI thread after the run.
+    sources : sequence of Layer
+        Layers the result depends on; removing one cancels the run.
+    memory_bytes : int
+        Estimated peak memory of the run (result plus temporaries).
+    operation, parameters : str, dict
+        Recorded with the source names in every result layer's metadata.
+    """
+
+    title: str
+    plan: Plan
+    to_layers: Callable[[Any], list[tuple]]
+    sources: Sequence[Any] = ()
+    memory_bytes: int = 0
+    operation: str = ""
+    parameters: dict = field(default_factory=dict)
+
+
+class Runner:
+    """Runs one :class:`Job` at a time for one panel.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where result layers go and notifications appear.
+    button : magicgui PushButton, optional
+        The panel's Run button; it reads "Cancel" while a job runs.
+    on_result : callable, optional
+        Called with the list of layers added after each successful run.
+    """
+
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        button: PushButton | None = None,
+        on_result: Callable[[list], None] | None = None,
+    ):
+        self._viewer_ref = weakref.ref(viewer)
+        self.button = button
+        self._label = button.text if button is not None else "Run"
+        self.on_result = on_result
+        self.worker = None
+        self._job: Job | None = None
+        self._steps = None
+        self._cancelled = False
+        self._pending: Job | None = None
+        #: layers this runner created, by name: live modes update them in place
+        self._created: dict[str, weakref.ReferenceType] = {}
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def viewer(self):
+        return self._viewer_ref()
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    # ---------------------------------------------------------------- control
+
+    def submit(self, make_job: Callable[[], Job], *, replace: bool = False) -> bool:
+        """Build a job with `make_job` and start it; return True if it started.
+
+        A ValueError/TypeError from `make_job` (bad parameters, unsuitable
+        layer) becomes an error notification. While a job runs, a new submit
+        is refused, unless `replace` (live mode): then the running job is
+        cancelled and the newest request runs as soon as it has stopped.
+        """
+        try:
+            job = make_job()
+        except (ValueError, TypeError, MemoryError) as error:
+            self.notify_error(error)
+            return False
+        if not self._fits_in_memory(job):
+            return False
+        if self.running:
+            if not replace:
+                self.notify_info("A computation is already running in this panel.")
+                return False
+            self._pending = job
+            self.cancel()
+            return True
+        self._start(job)
+        return True
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next step (a few milliseconds away)."""
+        if self.worker is not None:
+            self._cancelled = True
+            self.worker.quit()
+
+    def toggle(self, make_job: Callable[[], Job]) -> None:
+        """What the Run/Cancel button does."""
+        if self.running:
+            self._pending = None
+            self.cancel()
+        else:
+            self.submit(make_job)
+
+    def wait(self, timeout_ms: int = 30000) -> None:
+        """Block (processing Qt events) until the running job ends; for tests and scripts."""
+        from qtpy.QtCore import QCoreApplication, QElapsedTimer
+
+        timer = QElapsedTimer()
+        timer.start()
+        while self.running or self._pending is not None:
+            if timer.elapsed() > timeout_ms:
+                raise TimeoutError(f"the computation did not end within {timeout_ms} ms")
+            QCoreApplication.processEvents()
+
+    def close(self) -> None:
+        """Stop any run and disconnect from the viewer (the panel is going away)."""
+        self._pending = None
+        self.cancel()
+        viewer = self.viewer
+        if viewer is not None:
+            viewer.layers.events.removed.disconnect(self._on_layer_removed)
+
+    # --------------------------------------------------------------- internals
+
+    def _fits_in_memory(self, job: Job) -> bool:
+        available = available_memory()
+        if job.memory_bytes > MEMORY_FRACTION * available:
+            self.notify_error(
+                f"{job.title} would need about {format_bytes(job.memory_bytes)} of memory, "
+                f"but only {format_bytes(available)} is available. Work on a smaller region "
+                "(crop the layer or pick fewer frames), or open the data as a Dask/zarr array "
+                "so that it is processed chunk by chunk."
+            )
+            return False
+        return True
+
+    def _start(self, job: Job) -> None:
+        from napari.qt.threading import create_worker
+
+        self._job = job
+        self._cancelled = False
+        self._steps = job.plan.steps()
+        worker = create_worker(
+            _drive,
+            self._steps,
+            _progress={"total": max(job.plan.total, 1), "desc": job.title},
+            _ignore_errors=True,
+            _start_thread=False,
+        )
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self.notify_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        if self.button is not None:
+            self.button.text = "Cancel"
+        worker.start()
+
+    def _on_returned(self, outcome) -> None:
+        job = self._job
+        if isinstance(outcome, _Failure):
+            self.notify_error(outcome.error)
+            return
+        viewer = self.viewer
+        if self._cancelled or viewer is None or job is None:
+            return
+        if any(layer not in viewer.layers for layer in job.sources):
+            return  # a source went away while we computed: its result has no place
+        added = [self._add_layer(viewer, job, *spec) for spec in job.to_layers(outcome)]
+        if self.on_result is not None:
+            self.on_result(added)
+
+    def _add_layer(self, viewer, job: Job, data, kwargs: dict, layer_type: str):
+        from napari.layers import Layer
+
+        kwargs = dict(kwargs)
+        metadata = dict(kwargs.pop("metadata", {}))
+        metadata[METADATA_KEY] = {
+            "operation": job.operation,
+            "parameters": dict(job.parameters),
+            "sources": [layer.name for layer in job.sources],
+            "version": __version__,
+        }
+        name = kwargs.get("name")
+        existing = self._created.get(name, lambda: None)() if name else None
+        if existing is not None and existing in viewer.layers and existing._type_string == layer_type:
+            # live mode: update the layer this runner made before, keep the user's view
+            existing.data = data
+            for key in ("scale", "translate", "contrast_limits"):
+                if key in kwargs:
+                    setattr(existing, key, kwargs[key])
+            existing.metadata = metadata
+            return existing
+        layer = Layer.create(data, {**kwargs, "metadata": metadata}, layer_type)
+        viewer.add_layer(layer)
+        if name:
+            self._created[name] = weakref.ref(layer)
+        return layer
+
+    def _on_finished(self) -> None:
+        if self._steps is not None:
+            self._steps.close()  # the worker thread is done: release the run's buffers
+        self._steps = None
+        self.worker = None
+        self._job = None
+        if self.button is not None:
+            self.button.text = self._label
+        pending, self._pending = self._pending, None
+        if pending is not None and self.viewer is not None:
+            self._start(pending)
+
+    def _on_layer_removed(self, event) -> None:
+        job = self._job
+        if job is not None and any(event.value is layer for layer in job.sources):
+            self._pending = None
+            self.cancel()
+            self.notify_info(f"{job.title} stopped: its layer '{event.value.name}' was removed.")
+
+    # ----------------------------------------------------------- notifications
+
+    @staticmethod
+    def notify_error(error) -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(error, MemoryError):
+            message = "Not enough memory for this computation; try a smaller region."
+        elif isinstance(error, BaseException):
+            message = f"{type(error).__name__}: {error}"
+        else:
+            message = str(error)
+        show_error(message)
+
+    @staticmethod
+    def notify_info(message: str) -> None:
+        from napari.utils.notifications import show_info
+
+        show_info(message)
+
+
+class _Failure:
+    """An exception raised by a job, carried to the GUI thread as a return value."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _drive(steps):
+    """Worker body: advance the plan's generator, yielding after every step."""
+    try:
+        result = yield from steps
+    except Exception as error:  # reported on the GUI thread, never as a dialog
+        return _Failure(error)
+    return result
