@@ -249,7 +249,8 @@ class Runner:
         }
         name = kwargs.get("name")
         existing = self._created.get(name, lambda: None)() if name else None
-        if existing is not None and existing in viewer.layers and existing._type_string == layer_type:
+        reusable = existing is not None and existing in viewer.layers
+        if reusable and existing._type_string == layer_type:
             # live mode: update the layer this runner made before, keep the user's view
             existing.data = data
             for key in ("scale", "translate", "contrast_limits"):

@@ -21,7 +21,9 @@ class Panel(Container):
     """
 
     def __init__(self, viewer: napari.Viewer, widgets, run_text: str = "Run"):
-        self.run_button = PushButton(text=run_text, tooltip="Start the computation; click again to cancel it.")
+        self.run_button = PushButton(
+            text=run_text, tooltip="Start the computation; click again to cancel it."
+        )
         super().__init__(widgets=[*widgets, self.run_button])
         self.viewer = viewer
         self.runner = Runner(viewer, self.run_button, on_result=self.on_result)
