@@ -31,22 +31,3 @@ def test_open_each_sample_in_a_viewer(make_napari_viewer, key):
     np.testing.assert_allclose(layer.scale, scale)
     assert np.ptp(np.asarray(layer.data)) > 0  # real content, not an empty array
     assert any(s != 1 for s in layer.scale)  # anisotropy shows
-
-
-def test_readme_console_examples_run(make_napari_viewer):
-    """Every python block of the README runs as written, the napari one in a real viewer."""
-    import pathlib
-    import re
-
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert len(blocks) >= 2
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-voxelwise", "tubes_and_blobs")
-    namespace = {"viewer": viewer}
-    for block in blocks:
-        exec(block, namespace)  # our own README
-    assert namespace["variance"].shape == (10, 10, 10)
-    assert namespace["density"].shape == (4, 4)
-    added = viewer.layers["l1"]
-    np.testing.assert_allclose(added.scale, viewer.layers["tubes and blobs"].scale)
