@@ -149,3 +149,26 @@ def test_format_bytes():
     assert _runner.format_bytes(512) == "512 B"
     assert _runner.format_bytes(1536) == "1.5 KiB"
     assert _runner.format_bytes(3 * 2**30) == "3.0 GiB"
+
+
+def test_closing_the_viewer_stops_the_run(make_napari_viewer, qtbot):
+    from magicgui.widgets import Label
+
+    from napari_voxelwise._widgets._base import Panel
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((4, 4)))
+    plan = slow_plan(total=2000)
+
+    class SlowPanel(Panel):
+        def make_job(self):
+            return image_job(layer, plan)
+
+    panel = SlowPanel(viewer, [Label(value="slow")])
+    viewer.window.add_dock_widget(panel)
+    panel.run()
+    qtbot.waitUntil(lambda: len(plan.ran) > 2, timeout=5000)
+    worker = panel.runner.worker
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        viewer.close()
+    assert len(plan.ran) < 2000

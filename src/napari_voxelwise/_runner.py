@@ -113,6 +113,7 @@ class Runner:
         self._steps = None
         self._cancelled = False
         self._pending: Job | None = None
+        self._closed = False
         #: layers this runner created, by name: live modes update them in place
         self._created: dict[str, weakref.ReferenceType] = {}
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -181,6 +182,7 @@ class Runner:
 
     def close(self) -> None:
         """Stop any run and disconnect from the viewer (the panel is going away)."""
+        self._closed = True
         self._pending = None
         self.cancel()
         viewer = self.viewer
@@ -228,7 +230,7 @@ class Runner:
             self.notify_error(outcome.error)
             return
         viewer = self.viewer
-        if self._cancelled or viewer is None or job is None:
+        if self._cancelled or self._closed or viewer is None or job is None:
             return
         if any(layer not in viewer.layers for layer in job.sources):
             return  # a source went away while we computed: its result has no place
@@ -270,6 +272,8 @@ class Runner:
         self._steps = None
         self.worker = None
         self._job = None
+        if self._closed:
+            return  # the panel (and its button) is gone
         if self.button is not None:
             self.button.text = self._label
         pending, self._pending = self._pending, None
