@@ -63,7 +63,10 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "path",
-    [SOURCE / f"{m}.py" for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation"]],
+    [
+        SOURCE / f"{m}.py"
+        for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation", "_lazy"]
+    ],
     ids=lambda p: p.name,
 )
 def test_core_imports_neither_qt_nor_napari(path):
@@ -117,3 +120,12 @@ def test_read_only_inputs_work_and_results_are_new_arrays(name, dtype):
     assert isinstance(result, np.ndarray)
     assert not np.shares_memory(result, data)
     result[...] = 0  # the result is writable and separate
+
+
+def test_no_eval_exec_or_pickle_in_the_package():
+    """User input never reaches eval, exec or pickle (np.load only with allow_pickle=False)."""
+    package = pathlib.Path(napari_voxelwise.__file__).parent
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        assert "eval(" not in text and "exec(" not in text, source
+        assert "pickle" not in text.replace("allow_pickle=False", ""), source
