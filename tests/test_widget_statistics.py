@@ -73,8 +73,10 @@ def test_ddof_only_enabled_where_it_is_used(viewer):
         (
             "cv",
             1,
-            lambda a, axis: np.std(a.astype(np.float64), axis=axis, ddof=1)
-            / np.mean(a.astype(np.float64), axis=axis),
+            lambda a, axis: (
+                np.std(a.astype(np.float64), axis=axis, ddof=1)
+                / np.mean(a.astype(np.float64), axis=axis)
+            ),
         ),
     ],
 )
@@ -186,6 +188,7 @@ def test_frame_norms_plot_and_copy(viewer, qtbot):
 
 
 def test_opens_through_napari(viewer):
-    widget, panel = viewer.window.add_plugin_dock_widget("napari-voxelwise", "Voxel statistics")
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-voxelwise", "Voxel statistics")
     assert isinstance(panel, StatisticsPanel)
+    assert dock.widget() is panel.native
     assert panel.viewer is viewer
