@@ -61,27 +61,29 @@ def test_parse_window():
             parse_window(bad)
 
 
-@pytest.mark.parametrize(
-    ("mode", "edge", "window"),
-    [("block", "trim", "3, 3"), ("block", "pad", "4, 3"), ("sliding", "trim", "5, 2")],
-)
-def test_result_equals_density_map_with_style_and_provenance(viewer, binary, mode, edge, window):
+#: (mode, edge, window)
+CASES = [("block", "trim", "3, 3"), ("block", "pad", "4, 3"), ("sliding", "trim", "5, 2")]
+
+
+def test_result_equals_density_map_with_style_and_provenance(viewer, binary):
     viewer.add_image(binary, name="mask")
     panel = DensityPanel(viewer)
-    panel.window_edit.value = window
-    panel.mode_combo.value = mode
-    panel.edge_combo.value = edge
-    run_panel(panel)
-    result = viewer.layers["density of 'mask'"]
-    sizes = parse_window(window)
-    np.testing.assert_array_equal(result.data, density_map(binary, sizes, mode, 0, edge))
-    assert result.colormap.name == "inferno"
-    assert tuple(result.contrast_limits) == (0.0, 1.0)
-    assert result.blending == "additive" and result.opacity == pytest.approx(0.6)
-    record = result.metadata[METADATA_KEY]
-    assert record["operation"] == "density_map" and record["sources"] == ["mask"]
-    assert record["parameters"]["window"] == list(sizes)
-    assert record["parameters"]["mode"] == mode
+    for mode, edge, window in CASES:
+        panel.window_edit.value = window
+        panel.mode_combo.value = mode
+        panel.edge_combo.value = edge
+        run_panel(panel)
+        result = viewer.layers["density of 'mask'"]
+        viewer.layers.remove(result)
+        sizes = parse_window(window)
+        np.testing.assert_array_equal(result.data, density_map(binary, sizes, mode, 0, edge))
+        assert result.colormap.name == "inferno"
+        assert tuple(result.contrast_limits) == (0.0, 1.0)
+        assert result.blending == "additive" and result.opacity == pytest.approx(0.6)
+        record = result.metadata[METADATA_KEY]
+        assert record["operation"] == "density_map" and record["sources"] == ["mask"]
+        assert record["parameters"]["window"] == list(sizes)
+        assert record["parameters"]["mode"] == mode
 
 
 def test_labels_with_threshold(viewer):
@@ -100,25 +102,27 @@ def _window_pixels(index, window, mode):
     return itertools.product(*[range(s, s + w) for s, w in zip(starts, window, strict=True)])
 
 
-@pytest.mark.parametrize("mode", ["block", "sliding"])
-def test_overlay_is_centred_on_the_pixels_it_summarises(viewer, mode):
+def test_overlay_is_centred_on_the_pixels_it_summarises(viewer):
     data = np.random.default_rng(7).random((3, 20, 25)) > 0.5  # (t, y, x)
     source = viewer.add_image(
         data, name="mask", scale=(5.0, 0.4, 1.5), translate=(2.0, -7.0, 3.25)
     )
     panel = DensityPanel(viewer)
     panel.window_edit.value = "3, 4"
-    panel.mode_combo.value = mode
-    run_panel(panel)
-    result = viewer.layers["density of 'mask'"]
     window = (1, 3, 4)  # the leading axis is kept
-    np.testing.assert_array_equal(result.data, density_map(data, (3, 4), mode))
-    assert result.scale[0] == source.scale[0] and result.translate[0] == source.translate[0]
-    last = tuple(n - 1 for n in result.data.shape)
-    for index in [(0, 0, 0), (1, 2, 3), last]:
-        centre = np.asarray(result.data_to_world(index))
-        pixels = [source.data_to_world(p) for p in _window_pixels(index, window, mode)]
-        np.testing.assert_allclose(centre, np.mean(pixels, axis=0), rtol=0, atol=1e-12)
+    for mode in ("block", "sliding"):
+        panel.mode_combo.value = mode
+        run_panel(panel)
+        result = viewer.layers["density of 'mask'"]
+        viewer.layers.remove(result)
+        np.testing.assert_array_equal(result.data, density_map(data, (3, 4), mode))
+        assert result.scale[0] == source.scale[0]
+        assert result.translate[0] == source.translate[0]
+        last = tuple(n - 1 for n in result.data.shape)
+        for index in [(0, 0, 0), (1, 2, 3), last]:
+            centre = np.asarray(result.data_to_world(index))
+            pixels = [source.data_to_world(p) for p in _window_pixels(index, window, mode)]
+            np.testing.assert_allclose(centre, np.mean(pixels, axis=0), rtol=0, atol=1e-12)
 
 
 def test_bad_parameters_notify_and_add_no_layer(viewer, monkeypatch):
@@ -202,8 +206,17 @@ def test_live_turns_itself_off_above_the_size_limit(viewer, monkeypatch):
     assert [layer.name for layer in viewer.layers] == ["huge"]
 
 
-def test_opens_through_napari(viewer):
+def test_opens_and_works_through_napari(viewer, binary, qtbot):
+    """npe2 builds the panel with the viewer (through napari's plugin proxy) and it runs live."""
+    source = viewer.add_image(binary, name="mask")
     dock, panel = viewer.window.add_plugin_dock_widget("napari-voxelwise", "Density heatmap")
-    assert dock.widget() is panel.native
     assert isinstance(panel, DensityPanel)
-    assert panel.viewer is viewer
+    assert dock.widget() is panel.native
+    assert panel.viewer == viewer
+    panel.live_check.value = True
+    panel.runner.wait()
+    result = viewer.layers["density of 'mask'"]
+    np.testing.assert_array_equal(result.data, density_map(binary, 3))
+    source.data = ~binary  # edits of the source reach the panel through the proxy
+    settle(panel, qtbot)
+    np.testing.assert_array_equal(result.data, density_map(~binary, 3))

@@ -45,15 +45,11 @@ def test_axis_choices_follow_the_layer_and_show_labels(viewer):
     assert panel.axis_combo.current_choice == "0 (y)"
 
 
-def test_every_widget_has_a_tooltip(viewer):
+def test_tooltips_and_ddof_only_enabled_where_it_is_used(viewer):
     panel = StatisticsPanel(viewer)
     for widget in panel:
         assert widget.tooltip, widget.label
     assert panel.canvas.toolTip()
-
-
-def test_ddof_only_enabled_where_it_is_used(viewer):
-    panel = StatisticsPanel(viewer)
     for statistic in ("var", "std", "cv"):
         panel.statistic_combo.value = statistic
         assert panel.ddof_spin.enabled
@@ -62,25 +58,27 @@ def test_ddof_only_enabled_where_it_is_used(viewer):
         assert not panel.ddof_spin.enabled
 
 
-@pytest.mark.parametrize(
-    ("statistic", "axis", "reference"),
-    [
-        ("var", 0, lambda a, axis: np.var(a.astype(np.float64), axis=axis, ddof=1)),
-        ("std", 3, lambda a, axis: np.std(a.astype(np.float64), axis=axis, ddof=1)),
-        ("mean", 1, lambda a, axis: np.mean(a.astype(np.float64), axis=axis)),
-        ("median", 2, lambda a, axis: np.median(a, axis=axis)),
-        ("max", 0, lambda a, axis: np.max(a, axis=axis)),
-        (
-            "cv",
-            1,
-            lambda a, axis: (
-                np.std(a.astype(np.float64), axis=axis, ddof=1)
-                / np.mean(a.astype(np.float64), axis=axis)
-            ),
-        ),
-    ],
-)
-def test_result_layer_values_geometry_and_provenance(viewer, stack, statistic, axis, reference):
+def _float(a):
+    return a.astype(np.float64)
+
+
+#: (statistic, axis, numpy reference with ddof=1 where it applies)
+CASES = [
+    ("var", 0, lambda a, axis: np.var(_float(a), axis=axis, ddof=1)),
+    ("std", 3, lambda a, axis: np.std(_float(a), axis=axis, ddof=1)),
+    ("mean", 1, lambda a, axis: np.mean(_float(a), axis=axis)),
+    ("median", 2, lambda a, axis: np.median(a, axis=axis)),
+    ("max", 0, lambda a, axis: np.max(a, axis=axis)),
+    ("sum", 3, lambda a, axis: np.sum(_float(a), axis=axis)),
+    (
+        "cv",
+        1,
+        lambda a, axis: np.std(_float(a), axis=axis, ddof=1) / np.mean(_float(a), axis=axis),
+    ),
+]
+
+
+def test_result_layer_values_geometry_and_provenance(viewer, stack):
     layer = viewer.add_image(
         stack,
         name="cells",
@@ -90,23 +88,25 @@ def test_result_layer_values_geometry_and_provenance(viewer, stack, statistic, a
         units=("s", "um", "um", "um"),
     )
     panel = StatisticsPanel(viewer)
-    panel.axis_combo.value = axis
-    panel.statistic_combo.value = statistic
     panel.ddof_spin.value = 1
-    panel.run()
-    panel.runner.wait()
-    result = viewer.layers[f"{statistic} of 'cells' (axis {axis})"]
-    np.testing.assert_allclose(result.data, reference(stack, axis), rtol=2e-6)
-    keep = [a for a in range(4) if a != axis]
-    np.testing.assert_array_equal(result.scale, np.asarray(layer.scale)[keep])
-    np.testing.assert_array_equal(result.translate, np.asarray(layer.translate)[keep])
-    assert result.axis_labels == tuple(np.asarray(layer.axis_labels)[keep])
-    assert result.units == tuple(np.asarray(layer.units)[keep])
-    record = result.metadata[METADATA_KEY]
-    assert record["operation"] == "axis_statistic" and record["sources"] == ["cells"]
-    assert record["parameters"]["statistic"] == statistic
-    assert record["parameters"]["axis"] == axis
-    assert ("ddof" in record["parameters"]) == (statistic in ("var", "std", "cv"))
+    for statistic, axis, reference in CASES:
+        panel.axis_combo.value = axis
+        panel.statistic_combo.value = statistic
+        panel.run()
+        panel.runner.wait()
+        result = viewer.layers[f"{statistic} of 'cells' (axis {axis})"]
+        np.testing.assert_allclose(result.data, reference(stack, axis), rtol=2e-6)
+        keep = [a for a in range(4) if a != axis]
+        np.testing.assert_array_equal(result.scale, np.asarray(layer.scale)[keep])
+        np.testing.assert_array_equal(result.translate, np.asarray(layer.translate)[keep])
+        assert result.axis_labels == tuple(np.asarray(layer.axis_labels)[keep])
+        assert result.units == tuple(np.asarray(layer.units)[keep])
+        record = result.metadata[METADATA_KEY]
+        assert record["operation"] == "axis_statistic" and record["sources"] == ["cells"]
+        assert record["parameters"]["statistic"] == statistic
+        assert record["parameters"]["axis"] == axis
+        assert ("ddof" in record["parameters"]) == (statistic in ("var", "std", "cv"))
+    assert len(viewer.layers) == 1 + len(CASES)
 
 
 def test_var_default_answers_the_users_question(viewer):
@@ -187,8 +187,26 @@ def test_frame_norms_plot_and_copy(viewer, qtbot):
     np.testing.assert_array_equal([float(value) for _, value in rows], panel.norms)
 
 
-def test_opens_through_napari(viewer):
+def test_opens_and_works_through_napari(viewer, monkeypatch):
+    """npe2 builds the panel with the viewer (through napari's plugin proxy) and it runs."""
+    shown = []
+    monkeypatch.setattr(Runner, "notify_info", staticmethod(shown.append))
+    stack = np.random.default_rng(9).random((40, 64, 64)).astype(np.float32)
+    layer = viewer.add_image(stack, name="cells", scale=(3.0, 0.5, 0.5))
     dock, panel = viewer.window.add_plugin_dock_widget("napari-voxelwise", "Voxel statistics")
     assert isinstance(panel, StatisticsPanel)
     assert dock.widget() is panel.native
-    assert panel.viewer is viewer
+    assert panel.viewer == viewer
+    panel.run()
+    panel.runner.wait()
+    result = viewer.layers["var of 'cells' (axis 0)"]
+    np.testing.assert_allclose(result.data, stack.var(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(result.scale, (0.5, 0.5))
+
+    panel.statistic_combo.value = "median"  # slow enough to remove its source meanwhile
+    panel.run()
+    assert panel.runner.running
+    viewer.layers.remove(layer)
+    assert "'cells' was removed" in shown[0]  # the run was cancelled
+    panel.runner.wait()
+    assert [layer.name for layer in viewer.layers] == ["var of 'cells' (axis 0)"]
