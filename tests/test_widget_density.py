@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import checksum
 from napari_voxelwise import density_map
 from napari_voxelwise._runner import METADATA_KEY, Runner
 from napari_voxelwise._widgets import density as density_widget
@@ -107,6 +108,7 @@ def test_overlay_is_centred_on_the_pixels_it_summarises(viewer):
     source = viewer.add_image(
         data, name="mask", scale=(5.0, 0.4, 1.5), translate=(2.0, -7.0, 3.25)
     )
+    before = checksum(data)
     panel = DensityPanel(viewer)
     panel.window_edit.value = "3, 4"
     window = (1, 3, 4)  # the leading axis is kept
@@ -123,6 +125,9 @@ def test_overlay_is_centred_on_the_pixels_it_summarises(viewer):
             centre = np.asarray(result.data_to_world(index))
             pixels = [source.data_to_world(p) for p in _window_pixels(index, window, mode)]
             np.testing.assert_allclose(centre, np.mean(pixels, axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(source.scale, (5.0, 0.4, 1.5))  # the source did not move
+    np.testing.assert_array_equal(source.translate, (2.0, -7.0, 3.25))
+    assert checksum(source.data) == before  # nor did its data change
 
 
 def test_bad_parameters_notify_and_add_no_layer(viewer, monkeypatch):

@@ -109,6 +109,31 @@ def test_result_layer_values_geometry_and_provenance(viewer, stack):
     assert len(viewer.layers) == 1 + len(CASES)
 
 
+def test_2d_layer_gives_a_profile_stretched_over_the_image(viewer):
+    """napari shows no 1D images: the profile keeps the reduced axis, one pixel thick."""
+    plane = np.random.default_rng(10).random((30, 40))
+    source = viewer.add_image(plane, name="plane", scale=(2.0, 3.0), translate=(5.0, -1.0))
+    panel = StatisticsPanel(viewer)
+    for axis in (0, 1):
+        panel.axis_combo.value = axis
+        panel.run()
+        panel.runner.wait()
+        result = viewer.layers[f"var of 'plane' (axis {axis})"]
+        np.testing.assert_allclose(result.data, plane.var(axis=axis, keepdims=True), rtol=1e-12)
+        for index in [(0, 0), (result.data.shape[0] - 1, result.data.shape[1] - 1)]:
+            # the one pixel's centre is the mean of the centres of the line it summarises
+            line = [list(index) for _ in range(plane.shape[axis])]
+            for position, pixel in enumerate(line):
+                pixel[axis] = position
+            centre = np.mean([source.data_to_world(pixel) for pixel in line], axis=0)
+            np.testing.assert_allclose(result.data_to_world(index), centre, atol=1e-12)
+        extent = np.asarray(result.scale) * result.data.shape
+        np.testing.assert_allclose(extent, np.asarray(source.scale) * plane.shape)
+    # the source did not move (its own scale array is not the result's)
+    np.testing.assert_array_equal(source.scale, (2.0, 3.0))
+    np.testing.assert_array_equal(source.translate, (5.0, -1.0))
+
+
 def test_var_default_answers_the_users_question(viewer):
     """A (x, y, z, k) stack, variance along k, as in the users' question 1."""
     stack = np.random.default_rng(0).random((10, 10, 10, 5))

@@ -12,6 +12,7 @@ import napari.viewer
 import numpy as np
 from magicgui.widgets import ComboBox, PushButton, SpinBox
 
+from .._plan import default_workers, task_count
 from .._runner import Job
 from ..statistics import STATISTICS, frame_norms_plan, statistic_plan
 from ._base import Panel, layer_data, spatial_geometry
@@ -48,20 +49,63 @@ def _has_own_axis_labels(layer) -> bool:
 
 
 def reduced_geometry(layer, axis: int) -> dict:
-    """Layer keyword arguments placing a result with `axis` removed exactly over `layer`.
+    """Layer keyword arguments placing the result of reducing `axis` exactly over `layer`.
 
-    ``scale`` and ``translate`` lose the reduced axis; ``units`` and
-    ``axis_labels`` too, when the layer has them (napari 0.6 and later; default
-    labels are left to napari, which numbers axes from the end).
+    With 3 or more axes the reduced axis is dropped: ``scale`` and
+    ``translate`` (and ``units`` and ``axis_labels``, when the layer has its
+    own) lose that entry. A 2D layer gives a 1D profile, which napari cannot
+    show; it is kept as an image one pixel thick along `axis` (see
+    :func:`as_displayable`), stretched over the layer's whole extent there:
+    scale ``n * s`` and its one pixel centred on the ``n`` source pixels.
     """
     geometry = spatial_geometry(layer)
-    kwargs = {key: np.delete(value, axis) for key, value in geometry.items()}
     units = getattr(layer, "units", None)
+    kwargs = {}
+    if layer.ndim == 2:
+        length = layer_data(layer).shape[axis]
+        scale, translate = geometry["scale"], geometry["translate"]
+        translate[axis] += (length - 1) / 2 * scale[axis]
+        scale[axis] *= length
+        kwargs.update(scale=scale, translate=translate)
+        if units is not None:
+            kwargs["units"] = tuple(str(unit) for unit in units)
+        if _has_own_axis_labels(layer):
+            kwargs["axis_labels"] = tuple(layer.axis_labels)
+        return kwargs
+    kwargs = {key: np.delete(value, axis) for key, value in geometry.items()}
     if units is not None:
         kwargs["units"] = _without((str(unit) for unit in units), axis)
     if _has_own_axis_labels(layer):
         kwargs["axis_labels"] = _without(layer.axis_labels, axis)
     return kwargs
+
+
+def as_displayable(result: np.ndarray, source_ndim: int, axis: int) -> np.ndarray:
+    """`result` as napari can show it: a 1D profile of a 2D source gets `axis` back (length 1)."""
+    return np.expand_dims(result, axis) if source_ndim == 2 else result
+
+
+def _statistic_memory(data, statistic: str, axis: int) -> int:
+    """Estimated peak bytes of :func:`statistic_plan`: result, buffers and temporaries.
+
+    Twice the result (float32, float64 for float64 input, the input dtype for
+    min and max), leaving room for the copies napari makes to display it, and
+    the tiles the threads work on. The median (numpy's, not a kernel) also copies
+    the box of whole lines each running task sorts: with few, long lines that
+    is a large part of the input.
+    """
+    if statistic in ("min", "max"):
+        itemsize = data.dtype.itemsize
+    else:
+        itemsize = 8 if data.dtype == np.float64 else 4
+    lines = data.size // max(data.shape[axis], 1)
+    memory = 2 * itemsize * lines + TEMPORARY_BYTES
+    if statistic == "median":
+        workers = default_workers()
+        tasks = task_count(data.nbytes, lines, workers)
+        box_bytes = 8 * data.size / tasks  # as float64, the most a task's copy takes
+        memory += int(min(workers, tasks) * box_bytes)
+    return memory
 
 
 class StatisticsPanel(Panel):
@@ -174,20 +218,14 @@ class StatisticsPanel(Panel):
         name = f"{statistic} of '{layer.name}' (axis {axis})"
         kwargs = {"name": name, **reduced_geometry(layer, axis)}
 
-        output_itemsize = data.dtype.itemsize if statistic in ("min", "max") else 4
-        if data.dtype == np.float64:
-            output_itemsize = 8
-        output_bytes = output_itemsize * (data.size // max(data.shape[axis], 1))
-        memory = 2 * output_bytes + TEMPORARY_BYTES
-        if statistic == "median":  # numpy's median sorts float copies of the input
-            memory += 8 * data.size
+        memory = _statistic_memory(data, statistic, axis)
         parameters = {"statistic": statistic, "axis": axis}
         if statistic in DDOF_STATISTICS:
             parameters["ddof"] = ddof
         return Job(
             title=f"{statistic.capitalize()} of '{layer.name}' along axis {axis}",
             plan=plan,
-            to_layers=lambda result: [(result, kwargs, "image")],
+            to_layers=lambda result: [(as_displayable(result, data.ndim, axis), kwargs, "image")],
             sources=[layer],
             memory_bytes=memory,
             operation="axis_statistic",
