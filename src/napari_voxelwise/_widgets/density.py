@@ -103,7 +103,7 @@ class DensityPanel(Panel):
             value=0.0,
             min=-1e12,
             max=1e12,
-            step=0.5,
+            step=0.1,
             tooltip="An element counts as 'on' when its value is greater than this "
             "(0: every nonzero pixel or label).",
         )
@@ -192,7 +192,7 @@ class DensityPanel(Panel):
             plan=plan,
             to_layers=lambda result: [(result, kwargs, "image")],
             sources=[layer],
-            # the float32 map, plus per-thread counts of a few input rows
+            # the float32 map, plus the per-task counts (a few input rows each)
             memory_bytes=4 * output_elements + 64 * 2**20,
             operation="density_map",
             parameters=parameters,

@@ -129,7 +129,8 @@ class StatisticsPanel(Panel):
             label="Axis",
             choices=lambda _widget: self._axis_choices(viewer),
             tooltip="Axis to reduce: index in the layer, with the viewer's axis label. "
-            "The result has one axis less; its other axes keep the layer's scale and offset.",
+            "The result has one axis less and keeps the layer's scale and offset on the others "
+            "(a 2D image gives a one-pixel-thick profile stretched over it).",
         )
         self.statistic_combo = ComboBox(
             label="Statistic",
@@ -157,12 +158,10 @@ class StatisticsPanel(Panel):
         super().__init__(
             viewer,
             [self.layer_combo, self.axis_combo, self.statistic_combo, self.ddof_spin],
-            run_text="Run",
         )
         self.extend([self.norms_button, self.copy_button])
         #: the last frame norms shown in the plot (float64), or None before the first run
         self.norms: np.ndarray | None = None
-        self._norms_axis_title = ""
         self._make_plot()
 
         self.layer_combo.changed.connect(self.axis_combo.reset_choices)
@@ -257,7 +256,6 @@ class StatisticsPanel(Panel):
     def show_norms(self, norms: np.ndarray, axis_title: str) -> None:
         """Keep `norms` as :attr:`norms` and draw them against their index."""
         self.norms = np.asarray(norms, dtype=np.float64)
-        self._norms_axis_title = axis_title
         axes = self.plot_axes
         axes.clear()
         axes.plot(np.arange(self.norms.size), self.norms, marker=".")
