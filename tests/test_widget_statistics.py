@@ -158,7 +158,7 @@ def test_cancel_adds_no_layer(viewer, qtbot):
     panel.run()  # the button now cancels
     panel.runner.wait()
     assert [layer.name for layer in viewer.layers] == ["big"]
-    assert panel.run_button.text == "Run"
+    assert panel.run_button.text == "Compute statistic"
 
 
 def test_result_comes_from_the_data_as_it_was_when_the_run_began(viewer):

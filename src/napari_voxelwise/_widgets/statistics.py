@@ -158,6 +158,7 @@ class StatisticsPanel(Panel):
         super().__init__(
             viewer,
             [self.layer_combo, self.axis_combo, self.statistic_combo, self.ddof_spin],
+            run_text="Compute statistic",
         )
         self.extend([self.norms_button, self.copy_button])
         #: the last frame norms shown in the plot (float64), or None before the first run
@@ -248,7 +249,7 @@ class StatisticsPanel(Panel):
         )
 
     def run_norms(self) -> None:
-        """Start the frame norms (the Frame norms button); the Run button cancels them."""
+        """Start the frame norms (the Frame norms button); Cancel stops them."""
         self.runner.submit(self.make_norms_job)
 
     # ------------------------------------------------------------------ norms
