@@ -145,6 +145,28 @@ def test_bad_parameters_notify_and_add_no_layer(viewer, monkeypatch):
     assert [layer.name for layer in viewer.layers] == ["small"]
 
 
+def test_cancel_adds_no_layer(viewer):
+    viewer.add_image(np.random.default_rng(11).random((8, 512, 512)) > 0.5, name="mask")
+    panel = DensityPanel(viewer)
+    panel.run()
+    assert panel.runner.running and panel.run_button.text == "Cancel"
+    panel.run()  # the button now cancels (before the result can reach the GUI thread)
+    panel.runner.wait()
+    assert [layer.name for layer in viewer.layers] == ["mask"]
+    assert panel.run_button.text == "Run"
+
+
+def test_result_comes_from_the_data_as_it_was_when_the_run_began(viewer):
+    original = np.random.default_rng(12).random((8, 512, 512)) > 0.5
+    layer = viewer.add_image(original, name="mask")
+    panel = DensityPanel(viewer)
+    panel.run()
+    layer.data = np.zeros_like(original)  # replaced while the run reads the old data
+    panel.runner.wait()
+    result = viewer.layers["density of 'mask'"]
+    np.testing.assert_array_equal(result.data, density_map(original, (3, 3)))
+
+
 def test_live_updates_the_same_layer(viewer, binary, qtbot):
     source = viewer.add_image(binary, name="mask")
     panel = DensityPanel(viewer)
