@@ -43,6 +43,8 @@ def test_layer_choices_list_only_fitting_layers(viewer):
     labels = viewer.add_labels(np.zeros((4, 5), int), name="labels")
     panel = DensityPanel(viewer)
     assert panel.layer_combo.choices == (image, labels)
+    image.name = "renamed"  # the list shows the new name, the choice stays
+    assert panel.layer_combo.current_choice == "renamed" and panel.layer_combo.value is image
     viewer.layers.remove(image)
     assert panel.layer_combo.choices == (labels,)
 

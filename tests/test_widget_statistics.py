@@ -28,6 +28,8 @@ def test_layer_choices_list_only_fitting_layers(viewer):
     assert panel.layer_combo.choices == (image,)
     added = viewer.add_image(np.zeros((2, 4, 5)), name="late")
     assert panel.layer_combo.choices == (image, added)  # refreshed on insert
+    image.name = "renamed"  # the list shows the new name, the choice stays
+    assert panel.layer_combo.current_choice == "renamed" and panel.layer_combo.value is image
     viewer.layers.remove(image)
     assert panel.layer_combo.choices == (added,)
 

@@ -154,7 +154,8 @@ class DensityPanel(Panel):
         self.live_timer.timeout.connect(self._run_live)
         self._watched_layer = None
 
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        layer_events = viewer.layers.events
+        for event in (layer_events.inserted, layer_events.removed, layer_events.renamed):
             event.connect(self.layer_combo.reset_choices)
         self.layer_combo.changed.connect(self._on_layer_changed)
         for widget in (self.threshold_spin, self.window_edit, self.mode_combo, self.edge_combo):

@@ -169,7 +169,8 @@ class StatisticsPanel(Panel):
         self.statistic_combo.changed.connect(self._update_ddof_enabled)
         self.norms_button.changed.connect(self.run_norms)
         self.copy_button.changed.connect(self.copy_norms)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        layer_events = viewer.layers.events
+        for event in (layer_events.inserted, layer_events.removed, layer_events.renamed):
             event.connect(self.reset_choices)
         viewer.dims.events.axis_labels.connect(self.axis_combo.reset_choices)
         self._update_ddof_enabled()
