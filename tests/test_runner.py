@@ -172,3 +172,24 @@ def test_closing_the_viewer_stops_the_run(make_napari_viewer, qtbot):
     with qtbot.waitSignal(worker.finished, timeout=5000):
         viewer.close()
     assert len(plan.ran) < 2000
+
+
+def test_on_done_gets_the_result_only_after_a_normal_run(viewer, qtbot):
+    layer = viewer.add_image(np.zeros((4, 4)))
+    runner = Runner(viewer)
+    received = []
+    job = image_job(layer, slow_plan(total=3, result=np.full((2, 2), 7.0)))
+    job.to_layers = lambda result: []
+    job.on_done = received.append
+    runner.submit(lambda: job)
+    runner.wait()
+    assert len(received) == 1 and (received[0] == 7).all()
+    assert len(viewer.layers) == 1  # no layer for a result shown elsewhere
+
+    cancelled = image_job(layer, slow_plan(total=1000))
+    cancelled.on_done = received.append
+    runner.submit(lambda: cancelled)
+    qtbot.waitUntil(lambda: len(cancelled.plan.ran) > 2, timeout=5000)
+    runner.cancel()
+    runner.wait()
+    assert len(received) == 1  # a cancelled run does not call it

@@ -74,6 +74,10 @@ class Job:
         Estimated peak memory of the run (result plus temporaries).
     operation, parameters : str, dict
         Recorded with the source names in every result layer's metadata.
+    on_done : callable, optional
+        ``on_done(result)``, called on the GUI thread after the layers are added,
+        only when the run finished normally (not cancelled, sources still there):
+        for results shown in the panel rather than as layers (a plot).
     """
 
     title: str
@@ -83,6 +87,7 @@ class Job:
     memory_bytes: int = 0
     operation: str = ""
     parameters: dict = field(default_factory=dict)
+    on_done: Callable[[Any], None] | None = None
 
 
 class Runner:
@@ -235,6 +240,8 @@ class Runner:
         if any(layer not in viewer.layers for layer in job.sources):
             return  # a source went away while we computed: its result has no place
         added = [self._add_layer(viewer, job, *spec) for spec in job.to_layers(outcome)]
+        if job.on_done is not None:
+            job.on_done(outcome)
         if self.on_result is not None:
             self.on_result(added)
 

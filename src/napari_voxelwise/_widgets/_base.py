@@ -51,9 +51,12 @@ def layer_data(layer, name: str = "layer"):
 
 
 def spatial_geometry(layer, keep: slice | list | None = None) -> dict:
-    """``scale``/``translate`` of `layer` as float arrays (optionally some axes only)."""
-    scale = np.asarray(layer.scale, dtype=float)
-    translate = np.asarray(layer.translate, dtype=float)
+    """``scale``/``translate`` of `layer` as new float arrays (optionally some axes only).
+
+    Copies: napari hands out its own arrays, and changing those would move the layer.
+    """
+    scale = np.array(layer.scale, dtype=float)
+    translate = np.array(layer.translate, dtype=float)
     if keep is not None:
         scale, translate = scale[keep], translate[keep]
     return {"scale": scale, "translate": translate}
