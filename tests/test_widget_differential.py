@@ -91,12 +91,12 @@ def test_sigma_in_voxels_is_multiplied_by_the_spacing(viewer):
     layer = viewer.add_image(data, name="vol", scale=(2.0, 1.0, 0.5))
     panel = HessianPanel(viewer)
     panel.image.value = layer
-    panel.sigma.value = 1.2
+    panel.sigma.value = 1.125  # (the box keeps more than magicgui's default 2 decimals)
     panel.sigma_in_voxels.value = True
     panel.order.value = "abs"
     run(panel)
     expected = hessian_eigenvalues(
-        data, sigma=(2.4, 1.2, 0.6), spacing=(2.0, 1.0, 0.5), order="abs"
+        data, sigma=(2.25, 1.125, 0.5625), spacing=(2.0, 1.0, 0.5), order="abs"
     )
     for k in range(3):
         np.testing.assert_array_equal(viewer.layers[f"λ{k + 1} of 'vol'"].data, expected[..., k])
@@ -249,6 +249,7 @@ def test_every_child_widget_has_a_tooltip(viewer, panel_class):
         (HessianPanel, {"vesselness": True, "beta": 0.0}, "beta"),
         (HessianPanel, {"image": None}, "image"),
         (GradientPanel, {"image": None}, "image"),
+        (GradientPanel, {"data": np.ones((2, 2, 3, 3, 3))}, "image"),
     ],
 )
 def test_bad_input_is_a_notification_and_adds_no_layer(viewer, errors, panel_class, setting, word):
@@ -256,7 +257,9 @@ def test_bad_input_is_a_notification_and_adds_no_layer(viewer, errors, panel_cla
         viewer.add_image(blobs((6, 7)), name="img")
     panel = panel_class(viewer)
     for name, value in setting.items():
-        if name != "image":
+        if name == "data":  # the chosen layer stopped fitting after it was chosen
+            viewer.layers["img"].data = value
+        elif name != "image":
             getattr(panel, name).value = value
     run(panel)
     assert len(errors) == 1 and errors[0].startswith(word), errors

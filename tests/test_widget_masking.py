@@ -182,6 +182,7 @@ def test_points_inside_mask_go_through_world_coordinates(viewer):
         face_color=colors,
         border_color=colors[::-1],
         symbol=["o", "x", "square", "diamond", "star", "cross", "ring"],
+        shown=[True, False, True, True, True, True, True],
     )
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = points, labels
@@ -195,12 +196,21 @@ def test_points_inside_mask_go_through_world_coordinates(viewer):
     np.testing.assert_allclose(result.face_color, colors[keep])
     np.testing.assert_allclose(result.border_color, colors[::-1][keep])
     assert [symbol.value for symbol in result.symbol] == ["disc", "x", "square"]
+    assert result.shown.tolist() == [True, False, True]
     np.testing.assert_array_equal(result.scale, points.scale)
     np.testing.assert_array_equal(result.translate, points.translate)
 
     panel.label_value.value = 7  # one label only
     run(panel)
-    np.testing.assert_allclose(viewer.layers["'spots' inside 'cells'"].data, data[[1, 2]])
+    result = viewer.layers["'spots' inside 'cells'"]
+    np.testing.assert_allclose(result.data, data[[1, 2]])
+    assert result.features["id"].tolist() == [1, 2]
+    np.testing.assert_array_equal(result.size, [2, 3])
+
+    panel.label_value.value = 3  # a label no point lies in: an empty layer
+    run(panel)
+    result = viewer.layers["'spots' inside 'cells'"]
+    assert result.data.shape == (0, 2) and len(result.features) == 0
 
 
 def test_points_with_more_dims_use_their_trailing_coordinates(viewer):

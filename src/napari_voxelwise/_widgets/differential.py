@@ -42,6 +42,14 @@ MAGNITUDE_COLORMAP = "magma"
 WORK_FRACTION, WORK_BYTES = 0.25, 64 * 2**20
 
 
+def number_box(label: str, value: float, *, decimals: int, **options) -> FloatSpinBox:
+    """A FloatSpinBox showing `decimals` digits (magicgui shows 2 by default)."""
+    box = FloatSpinBox(label=label, **options)
+    box.native.setDecimals(decimals)
+    box.value = value
+    return box
+
+
 def _fits(layer) -> bool:
     return is_plain_image(layer, ndims=(2, 3, 4))
 
@@ -129,9 +137,10 @@ class HessianPanel(_DerivativePanel):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        sigma = FloatSpinBox(
-            label="sigma",
-            value=1.0,
+        sigma = number_box(
+            "sigma",
+            1.0,
+            decimals=4,
             min=0.0,
             max=1e6,
             step=0.1,
@@ -174,9 +183,10 @@ class HessianPanel(_DerivativePanel):
             step=0.05,
             tooltip="Vesselness: sensitivity to blob-like structures, > 0.",
         )
-        self.gamma = FloatSpinBox(
-            label="c (0 = auto)",
-            value=0.0,
+        self.gamma = number_box(
+            "c (0 = auto)",
+            0.0,
+            decimals=6,
             min=0.0,
             max=1e12,
             step=1.0,
@@ -217,8 +227,10 @@ class HessianPanel(_DerivativePanel):
                 "gamma": float(self.gamma.value) or None,
                 "ridges": self.ridges.value,
             }
-            # checks alpha, beta, gamma now and counts the steps (the empty array is never read)
-            probe = frangi_plan(np.empty((*data.shape, spatial), dtype), **frangi)
+            # checks alpha, beta, gamma now and counts the steps, on a stand-in of the
+            # eigenvalues' shape that takes no memory (never computed)
+            stand_in = np.broadcast_to(np.zeros((), dtype), (*data.shape, spatial))
+            probe = frangi_plan(stand_in, **frangi)
             memory += voxels * dtype.itemsize
             parameters["vesselness"] = frangi
         total = eigenvalue_plan.total + (probe.total if vesselness else 0)
@@ -232,14 +244,15 @@ class HessianPanel(_DerivativePanel):
                 measure = (measure, magnitude_limits(measure))
             return eigenvalues, limits, measure
 
+        place, name = geometry(layer), layer.name
+
         def to_layers(result):
             eigenvalues, limits, measure = result
-            place = geometry(layer)
             layers = [
                 (
                     eigenvalues[..., k],
                     {
-                        "name": f"λ{k + 1} of '{layer.name}'",
+                        "name": f"λ{k + 1} of '{name}'",
                         "colormap": SIGNED_COLORMAP,
                         "contrast_limits": limits[k],
                         **place,
@@ -251,7 +264,7 @@ class HessianPanel(_DerivativePanel):
             if measure is not None:
                 values, value_limits = measure
                 kwargs = {
-                    "name": f"vesselness of '{layer.name}'",
+                    "name": f"vesselness of '{name}'",
                     "colormap": MAGNITUDE_COLORMAP,
                     "contrast_limits": value_limits,
                     **place,
@@ -280,9 +293,10 @@ class GradientPanel(_DerivativePanel):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        sigma = FloatSpinBox(
-            label="sigma",
-            value=0.0,
+        sigma = number_box(
+            "sigma",
+            0.0,
+            decimals=4,
             min=0.0,
             max=1e6,
             step=0.1,
@@ -329,8 +343,9 @@ class GradientPanel(_DerivativePanel):
         if components:
             names += [f"∂/∂{axis} of '{layer.name}'" for axis in axis_names(layer, spatial)]
 
+        place = geometry(layer)
+
         def to_layers(outcome):
-            place = geometry(layer)
             return [
                 (
                     values,

@@ -41,6 +41,8 @@ from ._pickers import (
 
 #: the fill values offered for the voxels outside the mask
 FILL_VALUES = {"0": 0, "NaN": math.nan}
+#: per-point attributes of a Points target that its kept points keep
+PER_POINT_KEYS = ("size", "face_color", "border_color", "border_width", "shown", "symbol")
 
 
 def _is_target(layer) -> bool:
@@ -214,7 +216,14 @@ class MaskPanel(Panel):
             "face_color": np.array(target.face_color),
             "border_color": np.array(target.border_color),
             "border_width": np.array(target.border_width),
+            "shown": np.array(target.shown),
             "symbol": np.array([symbol.value for symbol in np.atleast_1d(target.symbol)]),
+        }
+
+        fixed = {
+            "name": f"'{target.name}' inside '{mask_layer.name}'",
+            "border_width_is_relative": target.border_width_is_relative,
+            **geometry(target),
         }
 
         def run():
@@ -224,13 +233,12 @@ class MaskPanel(Panel):
 
         def to_layers(keep: np.ndarray):
             kwargs = {
-                "name": f"'{target.name}' inside '{mask_layer.name}'",
+                **fixed,
                 "features": source["features"].iloc[keep].reset_index(drop=True),
-                "border_width_is_relative": target.border_width_is_relative,
-                **geometry(target),
             }
-            for key in ("size", "face_color", "border_color", "border_width", "symbol"):
-                kwargs[key] = source[key][keep]
+            if keep.size:  # (napari reads empty colour arrays as illegal colours)
+                for key in PER_POINT_KEYS:
+                    kwargs[key] = source[key][keep]
             return [(source["data"][keep], kwargs, "points")]
 
         return Job(
