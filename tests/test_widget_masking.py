@@ -51,6 +51,10 @@ def test_pickers_list_only_fitting_layers_and_follow_the_viewer(viewer):
     panel = MaskPanel(viewer)
     assert list(panel.target.choices) == [image, points]
     assert list(panel.mask.choices) == [image, labels]
+    panel.target.value, panel.mask.value = points, image
+    assert not panel.label_value.enabled and not panel.crop.enabled
+    panel.target.value, panel.mask.value = image, labels
+    assert panel.label_value.enabled and panel.crop.enabled and panel.fill_value.enabled
     later = viewer.add_labels(np.zeros((4, 5), np.int32), name="later")
     assert later in panel.mask.choices and later not in panel.target.choices
     viewer.layers.remove(image)
@@ -67,7 +71,9 @@ def test_every_child_widget_has_a_tooltip(viewer):
 def test_image_masked_by_any_label_keeps_dtype_and_geometry(viewer, dtype):
     data = (np.arange(6 * 7).reshape(6, 7) % 200 + 1).astype(dtype)
     mask = labels_mask()
-    image = viewer.add_image(data, name="img", scale=(0.5, 2.0), translate=(3.0, -1.0))
+    image = viewer.add_image(
+        data, name="img", scale=(0.5, 2.0), translate=(3.0, -1.0), colormap="viridis"
+    )
     labels = viewer.add_labels(mask, name="cells", scale=(0.5, 2.0), translate=(3.0, -1.0))
     before = checksum(data)
     panel = MaskPanel(viewer)
@@ -76,6 +82,7 @@ def test_image_masked_by_any_label_keeps_dtype_and_geometry(viewer, dtype):
     result = viewer.layers["'img' masked by 'cells'"]
     np.testing.assert_array_equal(result.data, np.where(mask != 0, data, 0))
     assert result.data.dtype == dtype
+    assert result.colormap.name == "viridis"
     np.testing.assert_array_equal(result.scale, image.scale)
     np.testing.assert_array_equal(result.translate, image.translate)
     assert checksum(data) == before  # the input is untouched

@@ -16,7 +16,7 @@ Image layer read as boolean (nonzero and not NaN = inside).
   Points with more dimensions than the mask are matched on their trailing
   coordinates (a (t, z, y, x) point against a (z, y, x) mask uses z, y, x and
   ignores t); points with fewer dimensions than the mask are refused. The kept
-  points keep their features, sizes, colours and symbols.
+  points keep their features, sizes, colours, symbols and visibility.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class MaskPanel(Panel):
             start[shared] = [axis.start for axis in box]
             kwargs["translate"] = kwargs["translate"] + start * kwargs["scale"]
         plan = apply_mask_plan(image, inside, fill)
-        kwargs["colormap"] = target.colormap.name
+        kwargs["colormap"] = target.colormap
         result_dtype = fill_dtype(image.dtype, fill)
         return Job(
             title=f"Mask '{target.name}' by '{mask_layer.name}'",
