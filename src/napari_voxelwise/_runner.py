@@ -37,6 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
 METADATA_KEY = "napari-voxelwise"
 #: a job may use at most this fraction of the memory available when it starts
 MEMORY_FRACTION = 0.8
+#: per-item attributes that must follow the data when a layer is updated in place
+#: (a new set of points comes with its own features, sizes, colours ...)
+PER_ITEM_KEYS = {
+    "points": ("features", "size", "face_color", "border_color", "border_width", "shown", "symbol")
+}
 
 
 def available_memory() -> int:
@@ -262,7 +267,12 @@ class Runner:
         if reusable and existing._type_string == layer_type:
             # live mode: update the layer this runner made before, keep the user's view
             existing.data = data
-            for key in ("scale", "translate", "contrast_limits"):
+            for key in (
+                "scale",
+                "translate",
+                "contrast_limits",
+                *PER_ITEM_KEYS.get(layer_type, ()),
+            ):
                 if key in kwargs:
                     setattr(existing, key, kwargs[key])
             existing.metadata = metadata

@@ -1,0 +1,371 @@
+"""The "Hessian eigenvalues" and "Gradient" panels.
+
+Both take a 2D or 3D Image layer, or a 4D one read as a time-lapse
+(t, z, y, x) and processed frame by frame. Voxel spacing is the layer's
+``scale`` on the spatial axes, so derivatives are taken with respect to
+physical coordinates and anisotropic voxels are smoothed correctly.
+
+``sigma`` is in the units of the layer's scale. With "sigma in voxels"
+checked it is a number of voxels instead: the panel multiplies it by the
+spacing of each axis before handing it to the core, so an anisotropic layer
+gets a different physical sigma per axis (the same number of voxels on
+every axis) while derivatives stay in physical units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
+
+from .._plan import Plan
+from .._runner import Job
+from .._validation import result_float_dtype
+from ..differential import (
+    EIGENVALUE_ORDERS,
+    RIDGES,
+    frangi_plan,
+    gradient_plan,
+    hessian_eigenvalues_plan,
+)
+from ._base import Panel, layer_data
+from ._pickers import axis_names, follow_layers, geometry, is_plain_image, layer_picker
+
+#: diverging colormap of signed results (eigenvalues, gradient components)
+SIGNED_COLORMAP = "PiYG"
+#: colormap of non-negative results (vesselness, gradient magnitude)
+MAGNITUDE_COLORMAP = "magma"
+#: temporaries of the slab engine beyond the result: a fraction of it plus a constant
+WORK_FRACTION, WORK_BYTES = 0.25, 64 * 2**20
+
+
+def number_box(label: str, value: float, *, decimals: int, **options) -> FloatSpinBox:
+    """A FloatSpinBox showing `decimals` digits (magicgui shows 2 by default)."""
+    box = FloatSpinBox(label=label, **options)
+    box.native.setDecimals(decimals)
+    box.value = value
+    return box
+
+
+def _fits(layer) -> bool:
+    return is_plain_image(layer, ndims=(2, 3, 4))
+
+
+class _DerivativePanel(Panel):
+    """What both panels share: the image picker, sigma and the frame-by-frame plan."""
+
+    def __init__(self, viewer, sigma: FloatSpinBox, widgets: list):
+        self.image = layer_picker(
+            viewer,
+            _fits,
+            "image",
+            "2D or 3D Image layer; a 4D layer is read as a time-lapse (t, z, y, x) and "
+            "processed frame by frame.",
+        )
+        self.sigma = sigma
+        self.sigma_in_voxels = CheckBox(
+            text="sigma in voxels",
+            value=False,
+            tooltip="Checked: sigma is a number of voxels on every axis. Unchecked: sigma is "
+            "in the units of the layer's scale (physical units).",
+        )
+        super().__init__(viewer, [self.image, self.sigma, self.sigma_in_voxels, *widgets])
+        follow_layers(viewer, self)
+
+    def _source(self):
+        """(layer, data, number of spatial axes, spacing) of the chosen image."""
+        layer = self.image.value
+        data = layer_data(layer, "image")
+        if data.ndim not in (2, 3, 4):
+            raise ValueError(f"image: layer '{layer.name}' must be 2D, 3D or 4D, got {data.ndim}D")
+        spatial = min(data.ndim, 3)
+        spacing = tuple(float(step) for step in np.asarray(layer.scale)[-spatial:])
+        return layer, data, spatial, spacing
+
+    def _physical_sigma(self, spacing: tuple):
+        """The sigma to give the core: in physical units, per axis when given in voxels."""
+        sigma = float(self.sigma.value)
+        if self.sigma_in_voxels.value and sigma != 0:
+            return tuple(sigma * step for step in spacing)
+        return sigma
+
+
+def over_frames(data, spatial: int, make_plan: Callable[[object], Plan]) -> Plan:
+    """``make_plan(data)``, or one frame at a time when `data` has a leading time axis."""
+    if data.ndim == spatial:
+        return make_plan(data)
+    return Plan.over_frames(lambda index: make_plan(data[index]), data.shape[0])
+
+
+def finite_abs_max(array: np.ndarray) -> float:
+    """Largest finite ``|value|`` of `array` (0 when it has none), a few MiB at a time."""
+    rows = max(1, 2**22 // max(1, math.prod(array.shape[1:])))
+    largest = 0.0
+    for start in range(0, array.shape[0], rows):
+        block = np.abs(array[start : start + rows])
+        block[~np.isfinite(block)] = 0
+        largest = max(largest, float(block.max()))
+    return largest
+
+
+def symmetric_limits(array: np.ndarray) -> tuple[float, float]:
+    """Contrast limits ``(-m, m)``, ``m`` the largest finite ``|value|`` (1 if that is 0)."""
+    largest = finite_abs_max(array) or 1.0
+    return (-largest, largest)
+
+
+def magnitude_limits(array: np.ndarray) -> tuple[float, float]:
+    """Contrast limits ``(0, m)`` of a non-negative result (``m = 1`` if it is all 0)."""
+    return (0.0, finite_abs_max(array) or 1.0)
+
+
+class HessianPanel(_DerivativePanel):
+    """Eigenvalues of every voxel's Hessian matrix, and optionally Frangi's vesselness.
+
+    One Image layer per eigenvalue ("λ1 of 'name'", ...) with a diverging
+    colormap and contrast limits symmetric about 0; with "Frangi
+    vesselness" checked, also "vesselness of 'name'", computed from the same
+    eigenvalues in the same run.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers the panel reads and where the results go.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        sigma = number_box(
+            "sigma",
+            1.0,
+            decimals=4,
+            min=0.0,
+            max=1e6,
+            step=0.1,
+            tooltip="Scale of the Gaussian derivatives (> 0), in the layer's units "
+            "(or in voxels, see below).",
+        )
+        self.order = ComboBox(
+            label="order",
+            choices=list(EIGENVALUE_ORDERS),
+            value="descending",
+            tooltip="descending: λ1 ≥ λ2 ≥ λ3; ascending: λ1 ≤ λ2 ≤ λ3; abs: "
+            "|λ1| ≤ |λ2| ≤ |λ3| (Frangi's convention).",
+        )
+        self.vesselness = CheckBox(
+            text="Frangi vesselness",
+            value=False,
+            tooltip="Also compute Frangi's vesselness (tubular structures) from the same "
+            "eigenvalues.",
+        )
+        self.ridges = ComboBox(
+            label="ridges",
+            choices=list(RIDGES),
+            value="bright",
+            tooltip="Vesselness: enhance bright tubes on a dark background, or dark tubes on "
+            "a bright one.",
+        )
+        self.alpha = FloatSpinBox(
+            label="alpha",
+            value=0.5,
+            min=0.0,
+            max=100.0,
+            step=0.05,
+            tooltip="Vesselness: sensitivity to plate-like structures (3D only), > 0.",
+        )
+        self.beta = FloatSpinBox(
+            label="beta",
+            value=0.5,
+            min=0.0,
+            max=100.0,
+            step=0.05,
+            tooltip="Vesselness: sensitivity to blob-like structures, > 0.",
+        )
+        self.gamma = number_box(
+            "c (0 = auto)",
+            0.0,
+            decimals=6,
+            min=0.0,
+            max=1e12,
+            step=1.0,
+            tooltip="Vesselness: sensitivity to overall contrast (Frangi's c, scikit-image's "
+            "gamma); 0 = automatic, half of the largest Hessian norm.",
+        )
+        super().__init__(
+            viewer,
+            sigma,
+            [self.order, self.vesselness, self.ridges, self.alpha, self.beta, self.gamma],
+        )
+        self.vesselness.changed.connect(self._update_enabled)
+        self._update_enabled()
+
+    def _update_enabled(self, *_) -> None:
+        for widget in (self.ridges, self.alpha, self.beta, self.gamma):
+            widget.enabled = bool(self.vesselness.value)
+
+    def make_job(self) -> Job:
+        """Read the widgets and the layer; build the eigenvalue (and vesselness) job."""
+        layer, data, spatial, spacing = self._source()
+        if not self.sigma.value > 0:
+            raise ValueError(f"sigma must be > 0 for Hessian eigenvalues, got {self.sigma.value}")
+        sigma = self._physical_sigma(spacing)
+        order = self.order.value
+        eigenvalue_plan = over_frames(
+            data, spatial, lambda volume: hessian_eigenvalues_plan(volume, sigma, spacing, order)
+        )
+        dtype = result_float_dtype(data.dtype)
+        voxels = math.prod(data.shape)
+        memory = voxels * spatial * dtype.itemsize * (1 + WORK_FRACTION) + WORK_BYTES
+        parameters = {"sigma": sigma, "spacing": spacing, "order": order}
+        vesselness = bool(self.vesselness.value)
+        if vesselness:
+            frangi = {
+                "alpha": float(self.alpha.value),
+                "beta": float(self.beta.value),
+                "gamma": float(self.gamma.value) or None,
+                "ridges": self.ridges.value,
+            }
+            # checks alpha, beta, gamma now and counts the steps, on a stand-in of the
+            # eigenvalues' shape that takes no memory (never computed)
+            stand_in = np.broadcast_to(np.zeros((), dtype), (*data.shape, spatial))
+            probe = frangi_plan(stand_in, **frangi)
+            memory += voxels * dtype.itemsize
+            parameters["vesselness"] = frangi
+        total = eigenvalue_plan.total + (probe.total if vesselness else 0)
+
+        def run():
+            eigenvalues = yield from eigenvalue_plan.steps()
+            limits = [symmetric_limits(eigenvalues[..., k]) for k in range(spatial)]
+            measure = None
+            if vesselness:
+                measure = yield from frangi_plan(eigenvalues, **frangi).steps()
+                measure = (measure, magnitude_limits(measure))
+            return eigenvalues, limits, measure
+
+        place, name = geometry(layer), layer.name
+
+        def to_layers(result):
+            eigenvalues, limits, measure = result
+            layers = [
+                (
+                    eigenvalues[..., k],
+                    {
+                        "name": f"λ{k + 1} of '{name}'",
+                        "colormap": SIGNED_COLORMAP,
+                        "contrast_limits": limits[k],
+                        **place,
+                    },
+                    "image",
+                )
+                for k in range(spatial)
+            ]
+            if measure is not None:
+                values, value_limits = measure
+                kwargs = {
+                    "name": f"vesselness of '{name}'",
+                    "colormap": MAGNITUDE_COLORMAP,
+                    "contrast_limits": value_limits,
+                    **place,
+                }
+                layers.append((values, kwargs, "image"))
+            return layers
+
+        return Job(
+            title=f"Hessian eigenvalues of '{layer.name}'",
+            plan=Plan(total, run, "Hessian eigenvalues"),
+            to_layers=to_layers,
+            sources=[layer],
+            memory_bytes=int(memory),
+            operation="hessian_eigenvalues",
+            parameters=parameters,
+        )
+
+
+class GradientPanel(_DerivativePanel):
+    """Gradient magnitude of every voxel, and optionally one layer per gradient component.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers the panel reads and where the results go.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        sigma = number_box(
+            "sigma",
+            0.0,
+            decimals=4,
+            min=0.0,
+            max=1e6,
+            step=0.1,
+            tooltip="Scale of the Gaussian derivatives in the layer's units (or in voxels, "
+            "see below); 0 = finite differences, as numpy.gradient.",
+        )
+        self.components = CheckBox(
+            text="components",
+            value=False,
+            tooltip="Also add one layer per axis with the derivative along that axis.",
+        )
+        super().__init__(viewer, sigma, [self.components])
+
+    def make_job(self) -> Job:
+        """Read the widgets and the layer; build the gradient job."""
+        layer, data, spatial, spacing = self._source()
+        sigma = self._physical_sigma(spacing)
+        components = bool(self.components.value)
+
+        def make(magnitude: bool) -> Plan:
+            return over_frames(
+                data,
+                spatial,
+                lambda volume: gradient_plan(volume, spacing, sigma, magnitude=magnitude),
+            )
+
+        plans = [make(True), *([make(False)] if components else [])]
+        voxels = math.prod(data.shape)
+        dtype = result_float_dtype(data.dtype)
+        results = voxels * dtype.itemsize * (1 + (spatial if components else 0))
+        memory = results * (1 + WORK_FRACTION) + WORK_BYTES
+
+        def run():
+            magnitude = yield from plans[0].steps()
+            outcome = [(magnitude, magnitude_limits(magnitude))]
+            if components:
+                vectors = yield from plans[1].steps()
+                outcome += [
+                    (vectors[..., k], symmetric_limits(vectors[..., k])) for k in range(spatial)
+                ]
+            return outcome
+
+        names = [f"|∇| of '{layer.name}'"]
+        if components:
+            names += [f"∂/∂{axis} of '{layer.name}'" for axis in axis_names(layer, spatial)]
+
+        place = geometry(layer)
+
+        def to_layers(outcome):
+            return [
+                (
+                    values,
+                    {
+                        "name": name,
+                        "colormap": MAGNITUDE_COLORMAP if index == 0 else SIGNED_COLORMAP,
+                        "contrast_limits": limits,
+                        **place,
+                    },
+                    "image",
+                )
+                for index, (name, (values, limits)) in enumerate(zip(names, outcome, strict=True))
+            ]
+
+        return Job(
+            title=f"Gradient of '{layer.name}'",
+            plan=Plan(sum(plan.total for plan in plans), run, "gradient"),
+            to_layers=to_layers,
+            sources=[layer],
+            memory_bytes=int(memory),
+            operation="gradient",
+            parameters={"sigma": sigma, "spacing": spacing, "components": components},
+        )
