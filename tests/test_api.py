@@ -72,10 +72,10 @@ def test_core_imports_neither_qt_nor_napari(path):
 
 
 def test_importing_the_package_is_light():
-    """Importing the plugin loads neither Numba, SciPy, Qt nor napari."""
+    """Importing the plugin loads neither Numba, SciPy, Dask, Qt nor napari."""
     code = (
         "import sys, napari_voxelwise; "
-        "heavy = ('numba', 'scipy', 'qtpy', 'napari', 'magicgui'); "
+        "heavy = ('numba', 'scipy', 'qtpy', 'napari', 'magicgui', 'dask'); "
         "heavy = [m for m in heavy if m in sys.modules]; "
         "print(heavy)"
     )
