@@ -386,7 +386,8 @@ def _computer(args):
         from distributed import Client, progress
 
         try:
-            client = Client(args.scheduler, timeout="10s", set_as_default=False)
+            # the connection timeout is Dask's setting distributed.comm.timeouts.connect
+            client = Client(args.scheduler, set_as_default=False)
         except Exception as exc:
             raise CommandError(
                 f"cannot connect to the scheduler {args.scheduler}: {_one_line(exc)}"
@@ -395,7 +396,8 @@ def _computer(args):
         def compute(collection):
             future = client.compute(collection)
             if not args.quiet:
-                progress(future)
+                with client.as_current():
+                    progress(future)
                 print(file=sys.stdout)
             return future.result()
 
