@@ -47,6 +47,7 @@ from . import density as _density
 from . import differential as _differential
 from . import masking as _masking
 from . import statistics as _statistics
+from ._blocks import view_3d
 
 __all__ = [
     "apply_mask",
@@ -207,17 +208,33 @@ def _tree_reduce(partials: da.Array, axis: int, combine) -> da.Array:
 
 def _block_moments(block, axis, second, skipna):
     """float64 (count, sum, M2) of a chunk along `axis`, stacked on a new axis 0."""
-    block64 = block if block.dtype == np.float64 else block.astype(np.float64)
     if skipna:
-        count = np.count_nonzero(~np.isnan(block64), axis=axis).astype(np.float64)
+        count = np.count_nonzero(~np.isnan(block), axis=axis).astype(np.float64)
     else:
         count = np.full(block.shape[:axis] + block.shape[axis + 1 :], float(block.shape[axis]))
-    total = _statistics.axis_statistic(block64, "sum", axis, skipna=skipna, workers=1)
+    total = _float64_statistic(block, "sum", axis, skipna)
     if second:
-        squares = _statistics.voxel_variance(block64, axis, 0, skipna, workers=1) * count
+        squares = _float64_statistic(block, "var", axis, skipna) * count
     else:
         squares = np.zeros_like(total)
     return np.expand_dims(np.stack([count, total, squares]), axis + 1)
+
+
+def _float64_statistic(block, statistic, axis, skipna):
+    """The core's sum or variance (ddof 0) of a chunk, kept in float64 for every input dtype.
+
+    Runs the core's kernel on the chunk in place (no float64 copy of it) where
+    the chunk can be viewed as (outer, n, inner); else converts it first.
+    """
+    data = _statistics._kernel_view(block)
+    lines = view_3d(data, axis) if data.dtype != np.float16 else None
+    if lines is None:
+        block64 = block.astype(np.float64)
+        return _statistics.axis_statistic(block64, statistic, axis, skipna=skipna, workers=1)
+    result = np.empty((lines.shape[0], lines.shape[2]))
+    reduce = _statistics._box_reducer(statistic, 0, skipna)
+    reduce(lines, 0, lines.shape[0], 0, lines.shape[2], result)
+    return result.reshape(block.shape[:axis] + block.shape[axis + 1 :])
 
 
 def _combine_moments(partials, axis):
