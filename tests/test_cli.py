@@ -49,11 +49,13 @@ def test_variance_npy_to_zarr(tmp_path, stack, capsys):
 
 
 def test_statistic_zarr_component_to_npy_quietly(tmp_path, stack, capsys):
-    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
-    group.create_array("raw", shape=stack.shape, chunks=(4, 12, 10), dtype=stack.dtype)[...] = (
-        stack
+    store = str(tmp_path / "in.zarr")
+    zarr.open_group(store, mode="w")
+    raw = zarr.open_array(
+        store, path="raw", mode="w", shape=stack.shape, chunks=(4, 12, 10), dtype="f4"
     )
-    group.create_array("other", shape=(2,), dtype="f4")
+    raw[...] = stack
+    zarr.open_array(store, path="other", mode="w", shape=(2,), dtype="f4")
     output = tmp_path / "median.npy"
     arguments = ["statistic", tmp_path / "in.zarr", "-o", output, "--statistic", "median"]
     assert _run(*arguments, "--component", "raw", "--axis", 1, "--quiet") == 0
@@ -208,3 +210,15 @@ def test_module_help_runs_in_a_subprocess():
     for operation in ("variance", "statistic", "norms", "density", "mask", "gradient"):
         assert operation in result.stdout
     assert "hessian-eigenvalues" in result.stdout
+
+
+def test_reductions_read_chunks_deep_along_the_reduced_axis(tmp_path):
+    """Deep chunks keep the float64 partial results of a reduction few (bounded memory)."""
+    from functools import partial
+
+    from napari_voxelwise._cli import REDUCTION_DEPTH, _reduction_chunks, read_array
+
+    np.save(tmp_path / "in.npy", np.zeros((70, 40, 30), np.float32))
+    lazy = read_array(tmp_path / "in.npy", partial(_reduction_chunks, axis=-3))
+    assert lazy.chunks[0] == (REDUCTION_DEPTH, REDUCTION_DEPTH, 70 - 2 * REDUCTION_DEPTH)
+    assert _reduction_chunks((5, 4), axis=0) == (5, "auto")

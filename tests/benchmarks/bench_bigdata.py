@@ -14,8 +14,8 @@ between polls), seconds, and input MB/s.
 
 * ``variance``: the variance along the stack axis of a (t, S, S, S) stack
   (S = 256, 64 with --quick) whose length t gives the requested size, read
-  stored in Zarr chunks of (1, S/4, S, S), read in Dask chunks of (8, S/4, S, S)
-  (128 MiB for S = 256); output .zarr (S, S, S).
+  stored in Zarr chunks of (1, S/4, S, S), read in the command's default chunks
+  for reductions (32 deep along the reduced axis, 128 MiB); output .zarr (S, S, S).
 * ``hessian-eigenvalues``: the Hessian eigenvalues (sigma 1) of a 3D volume
   (L, S, S) with L chosen for a tenth of the requested size (a full 4 GB
   stack would write 12 GB of eigenvalues and take long on a small machine);
@@ -115,8 +115,6 @@ def main(argv=None) -> None:
                     str(workdir / "variance.zarr"),
                     "--axis",
                     "0",
-                    "--chunks",
-                    f"8,{side // 4},{side},{side}",
                     "--overwrite",
                 ],
                 environment,
