@@ -286,3 +286,50 @@ def test_bad_arguments_fail_at_once_with_the_numpy_message(call, message):
 def test_non_numeric_dask_input_is_refused():
     with pytest.raises(TypeError, match="stack must hold real numbers"):
         vw.voxel_variance(da.from_array(np.array(["a", "b"])))
+
+
+# --------------------------------------------------------------------------- plans for the runner
+
+
+def test_compute_plan_yields_per_task_and_returns_the_result():
+    from napari_voxelwise._dask import compute_plan
+
+    stack = random_data(SHAPE, np.float32, seed=13)
+    plan = compute_plan(vw.voxel_variance(da.from_array(stack, chunks=(4, 6, 11)), axis=0), "var")
+    assert plan.total > 10 and plan.description == "var"
+    steps = plan.steps()
+    count = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        count += 1
+    assert count == plan.total
+    np.testing.assert_allclose(result, vw.voxel_variance(stack, axis=0), rtol=1e-5)
+
+
+def test_compute_plan_cancel_stops_reading():
+    from napari_voxelwise._dask import compute_plan
+
+    lazy, source = _counted(random_data((60, 8, 8), np.float32), chunks=(1, 8, 8))
+    steps = compute_plan(vw.gradient_magnitude(lazy, sigma=1.0)).steps()
+    next(steps)
+    next(steps)
+    steps.close()  # waits for the running tasks
+    reads = source.reads
+    assert 0 < reads < 60
+    import time
+
+    time.sleep(0.2)
+    assert source.reads == reads  # nothing runs on after the cancel
+
+
+def test_compute_plan_raises_a_task_error():
+    from napari_voxelwise._dask import compute_plan
+
+    mask = da.from_array(np.array([1.0, np.nan, 0.0]))
+    plan = compute_plan(vw.apply_mask(da.ones((2, 3), chunks=1), mask))
+    with pytest.raises(ValueError, match="mask contains NaN"):
+        plan.compute()
