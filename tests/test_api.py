@@ -63,7 +63,10 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "path",
-    [SOURCE / f"{m}.py" for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation"]],
+    [
+        SOURCE / f"{m}.py"
+        for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation", "_dask", "_cli"]
+    ],
     ids=lambda p: p.name,
 )
 def test_core_imports_neither_qt_nor_napari(path):
