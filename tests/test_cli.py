@@ -222,3 +222,12 @@ def test_reductions_read_chunks_deep_along_the_reduced_axis(tmp_path):
     lazy = read_array(tmp_path / "in.npy", partial(_reduction_chunks, axis=-3))
     assert lazy.chunks[0] == (REDUCTION_DEPTH, REDUCTION_DEPTH, 70 - 2 * REDUCTION_DEPTH)
     assert _reduction_chunks((5, 4), axis=0) == (5, "auto")
+
+
+def test_every_operation_documents_its_output_formats(capsys):
+    for operation in ("variance", "norms", "hessian-eigenvalues"):
+        with pytest.raises(SystemExit):
+            main([operation, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "its extension picks the format (.npy, .tif, .zarr)" in text
+        assert ("(one value per line)" in text) == (operation == "norms")

@@ -127,13 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     operations = parser.add_subparsers(dest="operation", required=True, metavar="operation")
 
-    def operation(name: str, help_text: str, output_help: str | None = None):
-        sub = operations.add_parser(name, parents=[common], help=help_text, description=help_text)
-        if output_help:
-            for action in sub._actions:
-                if action.dest == "output":
-                    action.help = output_help
-        return sub
+    def operation(name: str, help_text: str):
+        return operations.add_parser(name, parents=[common], help=help_text, description=help_text)
 
     def reduction_options(sub, default_axis=-1):
         sub.add_argument(
@@ -149,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = operation(
         "norms",
-        "one norm per frame (sub-array) along one axis",
-        output_help="output: .npy, or .csv (one value per line)",
+        "one norm per frame (sub-array) along one axis; the output may also be .csv "
+        "(one value per line)",
     )
     sub.add_argument("--axis", type=int, default=-1, help="the frame axis (default: the last)")
     sub.add_argument(
