@@ -231,3 +231,13 @@ def test_every_operation_documents_its_output_formats(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "its extension picks the format (.npy, .tif, .zarr)" in text
         assert ("(one value per line)" in text) == (operation == "norms")
+
+
+def test_median_reads_the_whole_axis_per_chunk(tmp_path):
+    from functools import partial
+
+    from napari_voxelwise._cli import _reduction_chunks, read_array
+
+    np.save(tmp_path / "in.npy", np.zeros((70, 40, 30), np.float32))
+    chunks = partial(_reduction_chunks, axis=1, whole_axis=True)
+    assert read_array(tmp_path / "in.npy", chunks).chunks[1] == (40,)

@@ -287,18 +287,19 @@ def _one_line(exc: BaseException) -> str:
 REDUCTION_DEPTH = 32
 
 
-def _reduction_chunks(shape: tuple[int, ...], axis: int):
+def _reduction_chunks(shape: tuple[int, ...], axis: int, whole_axis: bool = False):
     """Chunks deep along the reduced `axis` (up to REDUCTION_DEPTH), Dask's size elsewhere.
 
     Every chunk of a reduction leaves float64 partial results (24 bytes per
     output voxel) until they are merged; deep chunks keep them few and small
     (measured: 0.8 GB peak for a 2 GB stack, against 6 GB with Dask's default
-    chunks of 2 frames). Chunks are read directly in this shape, no rechunk.
+    chunks of 2 frames). With `whole_axis` (median) the axis is one chunk.
+    Chunks are read directly in this shape, no rechunk.
     """
     if not -len(shape) <= axis < len(shape):
         return "auto"  # the computation reports the bad axis
     chunks: list = ["auto"] * len(shape)
-    chunks[axis] = min(shape[axis], REDUCTION_DEPTH)
+    chunks[axis] = shape[axis] if whole_axis else min(shape[axis], REDUCTION_DEPTH)
     return tuple(chunks)
 
 
@@ -447,7 +448,9 @@ def run(args) -> None:
     _check_output(args)
     chunks = args.chunks
     if chunks == "auto" and args.operation in ("variance", "statistic"):
-        chunks = partial(_reduction_chunks, axis=args.axis)
+        # a median needs the whole axis in one chunk: read it so, rather than rechunk
+        whole = getattr(args, "statistic", None) == "median"
+        chunks = partial(_reduction_chunks, axis=args.axis, whole_axis=whole)
     data = read_array(args.input, chunks, args.component)
     result = build_result(args, data)
     if args.output.suffix.lower() == ".csv" and result.ndim != 1:
