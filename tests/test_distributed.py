@@ -98,3 +98,19 @@ def test_task_graphs_survive_pickling(stack_on_disk):
         travelled = cloudpickle.loads(cloudpickle.dumps(result))
         computed = travelled.compute(scheduler="synchronous")
         np.testing.assert_allclose(computed, expected, rtol=1e-5, err_msg=name)
+
+
+def test_npy_inputs_travel_as_their_path(tmp_path):
+    """A worker process gets the file's name, not its data (a np.memmap would pickle it all)."""
+    import cloudpickle
+
+    from napari_voxelwise._cli import read_array
+
+    stack = random_data((64, 64, 64), np.float32, seed=32)  # 1 MiB
+    np.save(tmp_path / "in.npy", stack)
+    lazy = read_array(tmp_path / "in.npy", (16, 64, 64))
+    assert len(cloudpickle.dumps(lazy)) < 50_000
+    travelled = cloudpickle.loads(cloudpickle.dumps(vw.voxel_variance(lazy, axis=0)))
+    np.testing.assert_allclose(
+        travelled.compute(scheduler="synchronous"), vw.voxel_variance(stack, axis=0), rtol=1e-5
+    )

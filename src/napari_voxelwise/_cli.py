@@ -248,12 +248,30 @@ def read_array(path: Path, chunks="auto", component: str | None = None, role: st
                 f"(shape {array.shape})"
             )
         if suffix == ".npy":
-            return da.from_array(array, chunks=chunks)
+            source = _NpySource(path, array.shape, array.dtype)
+            meta = np.empty((0,) * array.ndim, array.dtype)
+            return da.from_array(source, chunks=chunks, meta=meta)
         return da.from_zarr(array, chunks=chunks)
     except CommandError:
         raise
     except Exception as exc:  # any reader's failure: not a readable array
         raise CommandError(f"cannot read {path} as {suffix}: {_one_line(exc)}") from exc
+
+
+class _NpySource:
+    """A ``.npy`` file read region by region through a memory map opened per read.
+
+    Unlike a ``np.memmap`` (which pickles as a full copy of its data), this
+    travels to distributed worker processes as its path only.
+    """
+
+    def __init__(self, path: Path, shape, dtype):
+        self.path, self.shape, self.dtype = str(path), tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index):
+        source = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        return np.array(source[index])  # a copy: the map is closed at once
 
 
 def _open_zarr(path: Path, component: str | None):
