@@ -100,15 +100,22 @@ def test_task_graphs_survive_pickling(stack_on_disk):
         np.testing.assert_allclose(computed, expected, rtol=1e-5, err_msg=name)
 
 
-def test_npy_inputs_travel_as_their_path(tmp_path):
-    """A worker process gets the file's name, not its data (a np.memmap would pickle it all)."""
+@pytest.mark.parametrize("suffix", [".npy", ".tif"])
+def test_file_inputs_travel_as_their_path(tmp_path, suffix):
+    """A worker process gets the file's name, not its data (a np.memmap would pickle it all,
+    tifffile's Zarr view holds a file handle that cannot be pickled)."""
     import cloudpickle
+    import tifffile
 
     from napari_voxelwise._cli import read_array
 
     stack = random_data((64, 64, 64), np.float32, seed=32)  # 1 MiB
-    np.save(tmp_path / "in.npy", stack)
-    lazy = read_array(tmp_path / "in.npy", (16, 64, 64))
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".npy":
+        np.save(path, stack)
+    else:
+        tifffile.imwrite(path, stack)
+    lazy = read_array(path, (16, 64, 64))
     assert len(cloudpickle.dumps(lazy)) < 50_000
     travelled = cloudpickle.loads(cloudpickle.dumps(vw.voxel_variance(lazy, axis=0)))
     np.testing.assert_allclose(

@@ -236,10 +236,7 @@ def read_array(path: Path, chunks="auto", component: str | None = None, role: st
         elif suffix == ".zarr":
             array = _open_zarr(path, component)
         else:
-            import tifffile
-            import zarr
-
-            array = _first_array(zarr.open(tifffile.imread(path, aszarr=True), mode="r"), path)
+            array = _TiffSource(path)
         if callable(chunks):
             chunks = chunks(array.shape)
         if chunks != "auto" and len(chunks) != array.ndim:
@@ -247,11 +244,13 @@ def read_array(path: Path, chunks="auto", component: str | None = None, role: st
                 f"--chunks has {len(chunks)} entries but {path} has {array.ndim} axes "
                 f"(shape {array.shape})"
             )
+        meta = np.empty((0,) * array.ndim, array.dtype)
         if suffix == ".npy":
             source = _NpySource(path, array.shape, array.dtype)
-            meta = np.empty((0,) * array.ndim, array.dtype)
             return da.from_array(source, chunks=chunks, meta=meta)
-        return da.from_zarr(array, chunks=chunks)
+        if suffix == ".zarr":
+            return da.from_zarr(array, chunks=chunks)
+        return da.from_array(array, chunks=chunks, meta=meta)
     except CommandError:
         raise
     except Exception as exc:  # any reader's failure: not a readable array
@@ -272,6 +271,38 @@ class _NpySource:
     def __getitem__(self, index):
         source = np.load(self.path, mmap_mode="r", allow_pickle=False)
         return np.array(source[index])  # a copy: the map is closed at once
+
+
+#: TIFF files opened by this process (by path and modification time), reused per read.
+_open_tiffs: dict = {}
+
+
+class _TiffSource:
+    """A TIFF file read region by region through tifffile's Zarr view.
+
+    Travels to distributed worker processes as its path (the view holds a file
+    handle, which cannot); each process opens the file once.
+    """
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        array = self._array()
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+        self.chunks = array.chunks  # Dask's "auto" chunks follow the file's layout
+
+    def _array(self):
+        key = (self.path, os.stat(self.path).st_mtime_ns)
+        array = _open_tiffs.get(key)
+        if array is None:
+            import tifffile
+            import zarr
+
+            store = tifffile.imread(self.path, aszarr=True)
+            array = _open_tiffs[key] = _first_array(zarr.open(store, mode="r"), Path(self.path))
+        return array
+
+    def __getitem__(self, index):
+        return np.asarray(self._array()[index])
 
 
 def _open_zarr(path: Path, component: str | None):
