@@ -65,7 +65,7 @@ def _imports(path: pathlib.Path) -> set[str]:
     "path",
     [
         SOURCE / f"{m}.py"
-        for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation", "_lazy"]
+        for m in [*CORE_MODULES, "_kernels", "_plan", "_blocks", "_validation", "_dask", "_cli", "_lazy"]
     ],
     ids=lambda p: p.name,
 )
@@ -75,10 +75,10 @@ def test_core_imports_neither_qt_nor_napari(path):
 
 
 def test_importing_the_package_is_light():
-    """Importing the plugin loads neither Numba, SciPy, Qt nor napari."""
+    """Importing the plugin loads neither Numba, SciPy, Dask, Qt nor napari."""
     code = (
         "import sys, napari_voxelwise; "
-        "heavy = ('numba', 'scipy', 'qtpy', 'napari', 'magicgui'); "
+        "heavy = ('numba', 'scipy', 'qtpy', 'napari', 'magicgui', 'dask'); "
         "heavy = [m for m in heavy if m in sys.modules]; "
         "print(heavy)"
     )

@@ -84,6 +84,10 @@ def test_plain_wheel_install_ships_the_manifest(tmp_path):
         assert archive.read(info).decode() == (ROOT / "napari.yaml").read_text()
         entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
         assert "napari_voxelwise:napari.yaml" in archive.read(entry_points).decode()
+        # the batch command is a console script
+        assert (
+            "napari-voxelwise = napari_voxelwise._cli:main" in archive.read(entry_points).decode()
+        )
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
@@ -106,3 +110,12 @@ def test_plain_wheel_install_ships_the_manifest(tmp_path):
     ).stdout.split("\n")
     assert output[0].startswith(str(target))  # imported from the plain install
     assert output[1] == "napari-voxelwise 3"
+    script = subprocess.run(
+        [sys.executable, str(target / "bin" / "napari-voxelwise"), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert script.returncode == 0, script.stderr
+    assert "hessian-eigenvalues" in script.stdout

@@ -6,8 +6,14 @@ napari's console or any script::
     import napari_voxelwise as vw
     variance = vw.voxel_variance(stack, axis=0)
 
+Every function also takes a Dask array and then returns a lazy Dask array
+(nothing is read before ``.compute()``; ``mask_filter`` computes only the
+mask, to count): stacks bigger than memory are computed chunk by chunk, and
+the ``napari-voxelwise`` command (``python -m napari_voxelwise``) does it on
+.npy, .tif and .zarr files. See :mod:`napari_voxelwise._dask`.
+
 Importing this package loads only NumPy; the compiled kernels (Numba) load on
-the first computation that needs them.
+the first computation that needs them, and Dask only for Dask input.
 """
 
 __version__ = "0.1.0"

@@ -144,3 +144,15 @@ def as_mask(mask, name: str) -> np.ndarray:
     if mask.dtype.kind == "f" and np.isnan(mask).any():
         raise ValueError(f"{name} contains NaN; use a boolean mask or 0/1 values")
     return mask != 0
+
+
+def is_dask_array(data) -> bool:
+    """True for a Dask array, found without importing Dask (whose import is slow)."""
+    return type(data).__module__.startswith("dask.") and hasattr(data, "chunks")
+
+
+def dask_functions():
+    """The module of the functions' Dask twins (imports Dask; call only for Dask input)."""
+    from . import _dask
+
+    return _dask

@@ -65,6 +65,8 @@ def density_map(
     array([[1.        , 0.        ],
            [0.        , 0.11111111]], dtype=float32)
     """
+    if check.is_dask_array(image):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().density_map(image, window, mode, threshold, edge)
     return density_plan(image, window, mode, threshold, edge, workers=workers).compute()
 
 

@@ -90,6 +90,8 @@ def gradient_vectors(
     >>> bool(np.allclose(gradient, np.stack(np.gradient(volume), axis=-1)))
     True
     """
+    if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().gradient_vectors(volume, spacing, sigma, truncate=truncate)
     plan = gradient_plan(
         volume, spacing, sigma, truncate=truncate, magnitude=False, workers=workers
     )
@@ -128,6 +130,8 @@ def gradient_magnitude(
     >>> gradient_magnitude(ramp, spacing=(1.0, 0.5))[0]
     array([2., 2., 2., 2., 2.])
     """
+    if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().gradient_magnitude(volume, spacing, sigma, truncate=truncate)
     plan = gradient_plan(
         volume, spacing, sigma, truncate=truncate, magnitude=True, workers=workers
     )
@@ -174,6 +178,8 @@ def hessian_matrix(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=Non
            [3., 0., 0.],
            [0., 0., 2.]])
     """
+    if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().hessian_matrix(volume, sigma, spacing, truncate=truncate)
     return hessian_plan(volume, sigma, spacing, truncate=truncate, workers=workers).compute()
 
 
@@ -213,6 +219,10 @@ def hessian_eigenvalues(
     >>> hessian_eigenvalues(x * x - 2 * y * y, sigma=None)[3, 3]
     array([ 2., -4.])
     """
+    if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().hessian_eigenvalues(
+            volume, sigma, spacing, order, truncate=truncate
+        )
     return hessian_eigenvalues_plan(
         volume, sigma, spacing, order, truncate=truncate, workers=workers
     ).compute()
@@ -256,6 +266,8 @@ def frangi_vesselness(
     >>> bool(frangi_vesselness(tube, gamma=1.0)[0] > frangi_vesselness(plate, gamma=1.0)[0])
     True
     """
+    if check.is_dask_array(eigenvalues):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().frangi_vesselness(eigenvalues, alpha, beta, gamma, ridges)
     return frangi_plan(eigenvalues, alpha, beta, gamma, ridges, workers=workers).compute()
 
 

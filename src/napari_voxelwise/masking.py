@@ -56,6 +56,8 @@ def mask_filter(points, mask, fill_value=np.nan, *, workers=None):
     >>> packed[1].tolist()
     [[8.0, 9.0], [nan, nan]]
     """
+    if check.is_dask_array(points):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().mask_filter(points, mask, fill_value)
     return mask_filter_plan(points, mask, fill_value, workers=workers).compute()
 
 
@@ -89,6 +91,8 @@ def apply_mask(image, mask, fill_value=0, *, workers=None) -> np.ndarray:
     array([[0, 0, 2],
            [3, 0, 5]])
     """
+    if check.is_dask_array(image):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().apply_mask(image, mask, fill_value)
     return apply_mask_plan(image, mask, fill_value, workers=workers).compute()
 
 

@@ -64,6 +64,8 @@ def voxel_variance(stack, axis=-1, ddof=0, skipna=False, *, workers=None) -> np.
     >>> bool(np.allclose(variance, stack.var(axis=3)))
     True
     """
+    if check.is_dask_array(stack):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().voxel_variance(stack, axis, ddof, skipna)
     return statistic_plan(stack, "var", axis, ddof, skipna, workers=workers).compute()
 
 
@@ -104,6 +106,8 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
     array([[ 1.5,  5.5,  9.5],
            [13.5, 17.5, 21.5]], dtype=float32)
     """
+    if check.is_dask_array(stack):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().axis_statistic(stack, statistic, axis, ddof, skipna)
     return statistic_plan(stack, statistic, axis, ddof, skipna, workers=workers).compute()
 
 
@@ -140,6 +144,8 @@ def frame_norms(stack, axis=-1, ord=2, *, workers=None) -> np.ndarray:
     >>> bool(np.allclose(norms, [np.linalg.norm(m) for m in np.moveaxis(mat, -1, 0)]))
     True
     """
+    if check.is_dask_array(stack):  # a lazy Dask result (see _dask.py)
+        return check.dask_functions().frame_norms(stack, axis, ord)
     return frame_norms_plan(stack, axis, ord, workers=workers).compute()
 
 

@@ -1,0 +1,532 @@
+"""The batch command ``napari-voxelwise``: the computations on files bigger than memory.
+
+::
+
+    napari-voxelwise variance stack.zarr -o variance.zarr --axis 0
+    napari-voxelwise hessian-eigenvalues volume.tif -o eigenvalues.npy --sigma 2
+    python -m napari_voxelwise norms stack.npy -o norms.csv
+
+Inputs are read lazily: ``.npy`` as a memory map (never with pickle),
+``.tif``/``.tiff`` through tifffile's Zarr view, ``.zarr`` directories with
+Dask. The computation runs through Dask (see :mod:`napari_voxelwise._dask`)
+with a progress bar, locally or on a ``dask.distributed`` scheduler. ``.zarr``
+and ``.npy`` outputs are written chunk by chunk, so memory stays bounded;
+``.tif`` output is assembled in memory. An existing output is replaced only
+with ``--overwrite``, and only once the new one is complete.
+
+Errors (a missing or unreadable input, an existing output, a bad option) end
+the command with exit code 2 and a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+PROG = "napari-voxelwise"
+INPUT_FORMATS = (".npy", ".tif", ".tiff", ".zarr")
+OUTPUT_FORMATS = (".npy", ".tif", ".tiff", ".zarr")
+
+
+class CommandError(Exception):
+    """A problem reported to the user as one line, exit code 2."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _float_list(text: str) -> float | tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or comma-separated numbers, got {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
+def _sigma(text: str):
+    if text.lower() == "none":
+        return None
+    return _float_list(text)
+
+
+def _chunks(text: str):
+    if text == "auto":
+        return "auto"
+    return _int_list(text)
+
+
+def _order(text: str) -> float:
+    if text.lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'inf', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the command (one sub-command per operation)."""
+    from .density import DENSITY_EDGES, DENSITY_MODES
+    from .differential import EIGENVALUE_ORDERS
+    from .statistics import STATISTICS
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Voxel-wise computations on arrays bigger than memory (.npy, .tif, .zarr), "
+            "chunk by chunk through Dask."
+        ),
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("input", type=Path, help="input file: .npy, .tif/.tiff or a .zarr folder")
+    common.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file; its extension picks the format (.npy, .tif, .zarr)",
+    )
+    common.add_argument("--component", help="array inside a .zarr group (path within the store)")
+    common.add_argument(
+        "--chunks",
+        type=_chunks,
+        default="auto",
+        help="Dask chunks of the input: 'auto' (default) or one size per axis, e.g. 8,256,256 "
+        "(-1: the whole axis)",
+    )
+    common.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a dask.distributed scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: threads on this machine)",
+    )
+    common.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output (once complete)"
+    )
+    common.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    operations = parser.add_subparsers(dest="operation", required=True, metavar="operation")
+
+    def operation(name: str, help_text: str):
+        return operations.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    def reduction_options(sub, default_axis=-1):
+        sub.add_argument(
+            "--axis", type=int, default=default_axis, help="axis to reduce (default: the last)"
+        )
+        sub.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom")
+        sub.add_argument("--skipna", action="store_true", help="leave NaNs out")
+
+    reduction_options(operation("variance", "variance of every voxel along one axis"))
+    sub = operation("statistic", "one statistic of every voxel along one axis")
+    sub.add_argument("--statistic", choices=STATISTICS, required=True, help="the statistic")
+    reduction_options(sub)
+
+    sub = operation(
+        "norms",
+        "one norm per frame (sub-array) along one axis; the output may also be .csv "
+        "(one value per line)",
+    )
+    sub.add_argument("--axis", type=int, default=-1, help="the frame axis (default: the last)")
+    sub.add_argument(
+        "--ord", type=_order, default=2.0, help="order of the norm: > 0 or 'inf' (default 2)"
+    )
+
+    sub = operation("density", "fraction of elements above a threshold per block or window")
+    sub.add_argument(
+        "--window",
+        type=_int_list,
+        default=(3,),
+        help="window size: one int, or one per (trailing) axis, e.g. 3,3 (default 3)",
+    )
+    sub.add_argument("--mode", choices=DENSITY_MODES, default="block", help="block or sliding")
+    sub.add_argument(
+        "--edge", choices=DENSITY_EDGES, default="trim", help="partial blocks: trim or pad"
+    )
+    sub.add_argument("--threshold", type=float, default=0.0, help="'on' means > threshold")
+
+    sub = operation("mask", "keep the voxels inside a mask, fill the others")
+    sub.add_argument(
+        "--mask",
+        type=Path,
+        required=True,
+        help="mask file (.npy, .tif, .zarr), shaped like the input's trailing axes",
+    )
+    sub.add_argument("--fill", type=float, default=0.0, help="value outside the mask (default 0)")
+
+    sub = operation("gradient", "gradient vectors (or magnitude) of every voxel")
+    sub.add_argument(
+        "--sigma",
+        type=_sigma,
+        default=None,
+        help="Gaussian scale (one or one per axis, in spacing units); default: finite differences",
+    )
+    sub.add_argument("--spacing", type=_float_list, default=None, help="voxel size per axis")
+    sub.add_argument("--magnitude", action="store_true", help="write the gradient's length")
+    sub.add_argument("--truncate", type=float, default=4.0, help="kernel size in sigmas")
+
+    sub = operation(
+        "hessian-eigenvalues",
+        "eigenvalues of every voxel's Hessian; a 4D input (or a 3D one with --frames) is "
+        "processed frame by frame along axis 0",
+    )
+    sub.add_argument(
+        "--sigma",
+        type=_sigma,
+        default=1.0,
+        help="Gaussian scale (default 1; 'none': finite differences)",
+    )
+    sub.add_argument(
+        "--spacing", type=_float_list, default=None, help="voxel size per spatial axis"
+    )
+    sub.add_argument(
+        "--order", choices=EIGENVALUE_ORDERS, default="descending", help="eigenvalue order"
+    )
+    sub.add_argument("--frames", action="store_true", help="axis 0 holds frames")
+    sub.add_argument("--truncate", type=float, default=4.0, help="kernel size in sigmas")
+    return parser
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+def read_array(path: Path, chunks="auto", component: str | None = None, role: str = "input"):
+    """`path` (.npy, .tif/.tiff, .zarr) as a lazy Dask array.
+
+    `chunks` is "auto", one size per axis, or a function of the array's shape
+    returning either.
+    """
+    import dask.array as da
+
+    if not path.exists():
+        raise CommandError(f"{role} {path} does not exist")
+    suffix = _suffix(path)
+    if suffix not in INPUT_FORMATS:
+        raise CommandError(
+            f"{role} {path}: unknown format {suffix or '(no extension)'}; "
+            f"use one of {', '.join(INPUT_FORMATS)}"
+        )
+    try:
+        if suffix == ".npy":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif suffix == ".zarr":
+            array = _open_zarr(path, component)
+        else:
+            array = _TiffSource(path)
+        if callable(chunks):
+            chunks = chunks(array.shape)
+        if chunks != "auto" and len(chunks) != array.ndim:
+            raise CommandError(
+                f"--chunks has {len(chunks)} entries but {path} has {array.ndim} axes "
+                f"(shape {array.shape})"
+            )
+        meta = np.empty((0,) * array.ndim, array.dtype)
+        if suffix == ".npy":
+            source = _NpySource(path, array.shape, array.dtype)
+            return da.from_array(source, chunks=chunks, meta=meta)
+        if suffix == ".zarr":
+            return da.from_zarr(array, chunks=chunks)
+        return da.from_array(array, chunks=chunks, meta=meta)
+    except CommandError:
+        raise
+    except Exception as exc:  # any reader's failure: not a readable array
+        raise CommandError(f"cannot read {path} as {suffix}: {_one_line(exc)}") from exc
+
+
+class _NpySource:
+    """A ``.npy`` file read region by region through a memory map opened per read.
+
+    Unlike a ``np.memmap`` (which pickles as a full copy of its data), this
+    travels to distributed worker processes as its path only.
+    """
+
+    def __init__(self, path: Path, shape, dtype):
+        self.path, self.shape, self.dtype = str(path), tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index):
+        source = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        return np.array(source[index])  # a copy: the map is closed at once
+
+
+#: TIFF files opened by this process (by path and modification time), reused per read.
+_open_tiffs: dict = {}
+
+
+class _TiffSource:
+    """A TIFF file read region by region through tifffile's Zarr view.
+
+    Travels to distributed worker processes as its path (the view holds a file
+    handle, which cannot); each process opens the file once.
+    """
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        array = self._array()
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+        self.chunks = array.chunks  # Dask's "auto" chunks follow the file's layout
+
+    def _array(self):
+        key = (self.path, os.stat(self.path).st_mtime_ns)
+        array = _open_tiffs.get(key)
+        if array is None:
+            import tifffile
+            import zarr
+
+            store = tifffile.imread(self.path, aszarr=True)
+            array = _open_tiffs[key] = _first_array(zarr.open(store, mode="r"), Path(self.path))
+        return array
+
+    def __getitem__(self, index):
+        return np.asarray(self._array()[index])
+
+
+def _open_zarr(path: Path, component: str | None):
+    import zarr
+
+    node = zarr.open(str(path), mode="r", path=component or "")
+    return _first_array(node, path)
+
+
+def _first_array(node, path: Path):
+    """A Zarr node as an array: the array itself, or a group's only array."""
+    if hasattr(node, "shape"):
+        return node
+    names = sorted(name for name, _ in node.arrays())
+    if len(names) != 1:
+        raise CommandError(
+            f"{path} is a group holding {len(names)} arrays ({', '.join(names) or 'none'}); "
+            "choose one with --component"
+        )
+    return node[names[0]]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- the operations
+
+#: Depth of the chunks along a reduced axis that the command reads by default.
+REDUCTION_DEPTH = 32
+
+
+def _reduction_chunks(shape: tuple[int, ...], axis: int, whole_axis: bool = False):
+    """Chunks deep along the reduced `axis` (up to REDUCTION_DEPTH), Dask's size elsewhere.
+
+    Every chunk of a reduction leaves float64 partial results (24 bytes per
+    output voxel) until they are merged; deep chunks keep them few and small
+    (measured: 0.8 GB peak for a 2 GB stack, against 6 GB with Dask's default
+    chunks of 2 frames). With `whole_axis` (median) the axis is one chunk.
+    Chunks are read directly in this shape, no rechunk.
+    """
+    if not -len(shape) <= axis < len(shape):
+        return "auto"  # the computation reports the bad axis
+    chunks: list = ["auto"] * len(shape)
+    chunks[axis] = shape[axis] if whole_axis else min(shape[axis], REDUCTION_DEPTH)
+    return tuple(chunks)
+
+
+def build_result(args, data):
+    """The lazy result of the operation in `args` on the Dask array `data`."""
+    from . import _dask
+
+    operation = args.operation
+    if operation == "variance":
+        return _dask.voxel_variance(data, args.axis, args.ddof, args.skipna)
+    if operation == "statistic":
+        return _dask.axis_statistic(data, args.statistic, args.axis, args.ddof, args.skipna)
+    if operation == "norms":
+        return _dask.frame_norms(data, args.axis, args.ord)
+    if operation == "density":
+        window = args.window[0] if len(args.window) == 1 else args.window
+        return _dask.density_map(data, window, args.mode, args.threshold, args.edge)
+    if operation == "mask":
+        mask = read_array(args.mask, role="mask")
+        return _dask.apply_mask(data, mask, args.fill)
+    if operation == "gradient":
+        function = _dask.gradient_magnitude if args.magnitude else _dask.gradient_vectors
+        return function(data, args.spacing, args.sigma, truncate=args.truncate)
+    # hessian-eigenvalues
+    if args.frames or data.ndim == 4:
+        return _dask.hessian_eigenvalues_frames(
+            data, args.sigma, args.spacing, args.order, truncate=args.truncate
+        )
+    return _dask.hessian_eigenvalues(
+        data, args.sigma, args.spacing, args.order, truncate=args.truncate
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _check_output(args) -> None:
+    output, suffix = args.output, _suffix(args.output)
+    formats = (*OUTPUT_FORMATS, ".csv") if args.operation == "norms" else OUTPUT_FORMATS
+    if suffix not in formats:
+        raise CommandError(
+            f"output {output}: unknown format {suffix or '(no extension)'}; "
+            f"use one of {', '.join(formats)}"
+        )
+    sources = [args.input, getattr(args, "mask", None)]
+    if any(source is not None and output.resolve() == source.resolve() for source in sources):
+        raise CommandError(f"output {output} is an input; choose another output")
+    if output.exists() and not args.overwrite:
+        raise CommandError(f"output {output} exists; use --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise CommandError(f"output folder {output.parent} does not exist")
+
+
+class _NpyTarget:
+    """A ``.npy`` file that Dask writes region by region (picklable: opened per write)."""
+
+    def __init__(self, path: Path, shape, dtype):
+        self.path, self.shape, self.dtype = str(path), tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __setitem__(self, index, value):
+        target = np.load(self.path, mmap_mode="r+", allow_pickle=False)
+        target[index] = value
+        target.flush()
+        del target
+
+
+def _regular(result):
+    """`result` with regular chunks (equal sizes, the last one smaller), as Zarr needs."""
+    regular = all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in result.chunks)
+    return result if regular else result.rechunk(tuple(max(c) for c in result.chunks))
+
+
+def _write(result, path: Path, compute) -> None:
+    """Write `result` to `path` (its extension picks the format) through `compute`."""
+    import dask.array as da
+
+    suffix = _suffix(path)
+    if suffix == ".zarr":
+        compute(da.to_zarr(_regular(result), str(path), compute=False))
+    elif suffix == ".npy":
+        np.lib.format.open_memmap(path, mode="w+", dtype=result.dtype, shape=result.shape).flush()
+        target = _NpyTarget(path, result.shape, result.dtype)
+        compute(da.store(result, target, lock=False, compute=False))
+    elif suffix == ".csv":
+        values = compute(result)
+        np.savetxt(path, np.asarray(values).reshape(-1, 1), fmt="%.17g")
+    else:
+        import tifffile
+
+        tifffile.imwrite(path, np.asarray(compute(result)), photometric="minisblack")
+
+
+def _replace(finished: Path, output: Path, scratch: Path) -> None:
+    """Move `finished` to `output`; an old output is moved into `scratch` only now."""
+    if output.exists() or output.is_symlink():
+        os.replace(output, scratch / "replaced")
+    os.replace(finished, output)
+
+
+def _computer(args):
+    """A function computing a Dask collection with a progress bar, and a closer."""
+    import dask
+
+    if args.scheduler:
+        from distributed import Client, progress
+
+        try:
+            # the connection timeout is Dask's setting distributed.comm.timeouts.connect
+            client = Client(args.scheduler, set_as_default=False)
+        except Exception as exc:
+            raise CommandError(
+                f"cannot connect to the scheduler {args.scheduler}: {_one_line(exc)}"
+            ) from exc
+
+        def compute(collection):
+            future = client.compute(collection)
+            if not args.quiet:
+                with client.as_current():
+                    progress(future)
+                print(file=sys.stdout)
+            return future.result()
+
+        return compute, client.close
+
+    from dask.diagnostics import ProgressBar
+
+    def compute_local(collection):
+        if args.quiet:
+            return dask.compute(collection)[0]
+        with ProgressBar():
+            return dask.compute(collection)[0]
+
+    return compute_local, lambda: None
+
+
+def run(args) -> None:
+    """Run the parsed command `args` (raises CommandError for the user's mistakes)."""
+    try:
+        import dask.array  # noqa: F401
+    except ImportError:
+        raise CommandError(
+            "the batch command needs Dask, Zarr and tifffile: "
+            "pip install 'napari-voxelwise[batch]'"
+        ) from None
+    _check_output(args)
+    chunks = args.chunks
+    if chunks == "auto" and args.operation in ("variance", "statistic"):
+        # a median needs the whole axis in one chunk: read it so, rather than rechunk
+        whole = getattr(args, "statistic", None) == "median"
+        chunks = partial(_reduction_chunks, axis=args.axis, whole_axis=whole)
+    data = read_array(args.input, chunks, args.component)
+    result = build_result(args, data)
+    if args.output.suffix.lower() == ".csv" and result.ndim != 1:
+        raise CommandError("a .csv output holds a 1-D result (norms) only")
+    compute, close = _computer(args)
+    output = args.output
+    temporary = Path(
+        tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    )
+    try:
+        target = temporary / output.name
+        _write(result, target, compute)
+        _replace(target, output, temporary)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        close()
+    if not args.quiet:
+        print(f"wrote {output} (shape {result.shape}, {result.dtype})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``napari-voxelwise`` and ``python -m napari_voxelwise``; the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (CommandError, ValueError, TypeError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    return 0
