@@ -36,7 +36,7 @@ def test_into_a_zarr_store(tmp_path):
     data, result = lazy_square()
     store = tmp_path / "out.zarr"
     out = _lazy.dask_result_plan(result, store).compute()
-    assert _lazy.is_dask(out) and os.path.isdir(store)
+    assert _lazy.is_dask_array(out) and os.path.isdir(store)
     np.testing.assert_array_equal(out.compute(), data**2)
     with pytest.raises(ValueError, match="store"):
         _lazy.dask_result_plan(result, store)  # never overwrite
@@ -53,10 +53,14 @@ def test_cancel_between_chunks_leaves_the_rest():
 
 
 def test_temporary_store_removed():
+    data, result = lazy_square()
     path = _lazy.temporary_store()
-    assert os.path.isdir(path)
+    assert not os.path.exists(path) and _lazy.is_temporary_store(path)
+    out = _lazy.dask_result_plan(result, path).compute()
+    np.testing.assert_array_equal(out.compute(), data**2)
+    folder = os.path.dirname(path)
     _lazy.remove_store(path)
-    assert not os.path.exists(path)
+    assert not os.path.exists(folder) and not _lazy.is_temporary_store(path)
     keep = os.getcwd()
     _lazy.remove_store(keep)  # not ours: left alone
     assert os.path.isdir(keep)
@@ -64,8 +68,8 @@ def test_temporary_store_removed():
 
 def test_should_store_by_size():
     _, result = lazy_square()
-    assert _lazy.should_store(result, available_bytes=result.nbytes)
-    assert not _lazy.should_store(result, available_bytes=100 * result.nbytes)
+    assert _lazy.should_store(result.nbytes, available_bytes=result.nbytes)
+    assert not _lazy.should_store(result.nbytes, available_bytes=100 * result.nbytes)
 
 
 def test_distributed_client_is_used():
@@ -78,3 +82,12 @@ def test_distributed_client_is_used():
         assert client.scheduler_info()["workers"]
     np.testing.assert_array_equal(out, data**2)
     assert "this machine" in _lazy.where_it_runs()
+
+
+def test_a_failing_chunk_raises_its_error():
+    import napari_voxelwise as vw
+
+    mask = da.from_array(np.array([1.0, np.nan, 0.0]))
+    plan = _lazy.dask_result_plan(vw.apply_mask(da.ones((2, 3), chunks=1), mask))
+    with pytest.raises(ValueError, match="mask contains NaN"):
+        plan.compute()

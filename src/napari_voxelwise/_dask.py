@@ -41,17 +41,14 @@ small (the batch command reads 32-deep chunks; measured with
 variance of a 2 GB stack, 1.0 GB for 4 GB; with Dask's default 2-frame chunks
 of 128 MiB, 6 GB).
 
-:func:`compute_plan` wraps a lazy result as a :class:`~napari_voxelwise._plan.Plan`
-(one step per Dask task, cancellable) for the napari runner.
+The panels compute lazy results chunk by chunk with
+:func:`napari_voxelwise._lazy.dask_result_plan` (progress, cancel, zarr stores).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import queue
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import dask.array as da
 import numpy as np
@@ -62,12 +59,10 @@ from . import differential as _differential
 from . import masking as _masking
 from . import statistics as _statistics
 from ._blocks import view_3d
-from ._plan import Plan, _mark_pool_thread, default_workers
 
 __all__ = [
     "apply_mask",
     "axis_statistic",
-    "compute_plan",
     "density_map",
     "frame_norms",
     "frangi_vesselness",
@@ -639,85 +634,3 @@ def _block_frangi_scaled(block, largest, alpha, beta, ridges):
     if not scale > 0:  # all zero (or all NaN): the scale does not matter (as in the core)
         scale = 1.0
     return _block_frangi(block, scale, alpha, beta, ridges)
-
-
-# --------------------------------------------------------------------------- for the GUI runner
-
-
-class _Cancelled(Exception):
-    """Raised into Dask's scheduler loop to stop a cancelled computation."""
-
-
-def compute_plan(lazy, description: str = "") -> Plan:
-    """A :class:`~napari_voxelwise._plan.Plan` computing a lazy Dask result on local threads.
-
-    The plan's generator yields once per finished Dask task (``total`` is the
-    task count of the optimised graph) and returns the computed result, so the
-    napari runner shows progress and can cancel: closing the generator stops
-    the scheduling of new tasks and waits for the running ones, so nothing
-    keeps computing afterwards. The tasks run on a thread pool of this plan's
-    own (as many threads as cores), whatever Dask scheduler is configured.
-
-    Parameters
-    ----------
-    lazy : dask collection
-        E.g. the result of a public function called with a Dask array.
-    description : str, optional
-        Short text for progress bars.
-    """
-    import dask
-
-    (optimized,) = dask.optimize(lazy)
-    total = max(1, len(optimized.__dask_graph__()))
-
-    def run():
-        finished: queue.SimpleQueue = queue.SimpleQueue()
-        cancelled = threading.Event()
-        outcome: dict = {}
-
-        def before_task(key, graph, state):
-            if cancelled.is_set():
-                raise _Cancelled
-
-        def after_task(key, result, graph, state, worker_id):
-            finished.put(True)
-
-        pool = ThreadPoolExecutor(
-            default_workers(),
-            thread_name_prefix="napari-voxelwise-dask",
-            initializer=_mark_pool_thread,
-        )
-
-        def compute():
-            try:
-                outcome["result"] = dask.compute(
-                    optimized,
-                    scheduler="threads",
-                    pool=pool,
-                    optimize_graph=False,
-                    callbacks=[(None, None, before_task, after_task, None)],
-                )[0]
-            except BaseException as exc:  # handed to the generator's thread
-                outcome["error"] = exc
-            finally:
-                finished.put(False)
-
-        thread = threading.Thread(target=compute, name="napari-voxelwise-dask-scheduler")
-        thread.start()
-        done = 0
-        try:
-            while finished.get():
-                if done < total:
-                    done += 1
-                    yield
-        finally:
-            cancelled.set()
-            thread.join()
-            pool.shutdown(wait=True, cancel_futures=True)
-        if "error" in outcome:
-            raise outcome["error"]
-        for _ in range(total - done):
-            yield
-        return outcome["result"]
-
-    return Plan(total, run, description)

@@ -21,16 +21,12 @@ import tempfile
 import numpy as np
 
 from ._plan import Plan, default_workers
+from ._validation import is_dask_array
 
 #: results larger than this fraction of the available memory go to a zarr store
 IN_MEMORY_FRACTION = 0.25
-#: temporary stores made here, removed at exit if nobody removed them before
-_temporary_stores: set[str] = set()
-
-
-def is_dask(array) -> bool:
-    """True for a Dask array, checked without importing Dask."""
-    return type(array).__module__.startswith("dask.")
+#: temporary stores made here (store path -> its folder), removed at exit at the latest
+_temporary_stores: dict[str, str] = {}
 
 
 def active_client():
@@ -53,23 +49,33 @@ def where_it_runs() -> str:
     return f"Runs on this machine ({default_workers()} threads)"
 
 
-def should_store(result, available_bytes: int) -> bool:
-    """Whether a lazy result is too large to compute into memory comfortably."""
-    return result.nbytes > IN_MEMORY_FRACTION * available_bytes
+def should_store(nbytes: int, available_bytes: int) -> bool:
+    """Whether results of `nbytes` are too large to compute into memory comfortably."""
+    return nbytes > IN_MEMORY_FRACTION * available_bytes
 
 
 def temporary_store(prefix: str = "napari-voxelwise-") -> str:
-    """A new temporary folder for a zarr store, removed by :func:`remove_store` or at exit."""
-    path = tempfile.mkdtemp(prefix=prefix, suffix=".zarr")
-    _temporary_stores.add(path)
+    """A path for a new zarr store in a new temporary folder.
+
+    The store does not exist yet (:func:`dask_result_plan` creates it); its
+    folder is removed by :func:`remove_store`, or when Python exits.
+    """
+    folder = tempfile.mkdtemp(prefix=prefix)
+    path = os.path.join(folder, "result.zarr")
+    _temporary_stores[path] = folder
     return path
+
+
+def is_temporary_store(path) -> bool:
+    """Whether `path` is a store made by :func:`temporary_store` and not removed yet."""
+    return path in _temporary_stores
 
 
 def remove_store(path: str) -> None:
     """Remove a temporary store made by :func:`temporary_store` (others are left alone)."""
-    if path in _temporary_stores:
-        _temporary_stores.discard(path)
-        shutil.rmtree(path, ignore_errors=True)
+    folder = _temporary_stores.pop(path, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _remove_all_stores() -> None:
@@ -103,7 +109,7 @@ def dask_result_plan(
         Steps compute ``2 x workers`` chunks at once (on the distributed
         client when one is active), so cancel takes effect between them.
     """
-    if not is_dask(result):
+    if not is_dask_array(result):
         raise TypeError(f"result must be a Dask array, got {type(result).__name__}")
     if store is not None and os.path.exists(store):
         raise ValueError(f"store {os.fspath(store)!r} already exists; choose a new path")

@@ -83,6 +83,10 @@ class Job:
         ``on_done(result)``, called on the GUI thread after the layers are added,
         only when the run finished normally (not cancelled, sources still there):
         for results shown in the panel rather than as layers (a plot).
+    store : str, optional
+        The temporary zarr store the result is written to (a chunked run on
+        Dask data): recorded in the layers' metadata, removed when the run adds
+        no layer, and when the last layer reading it is removed.
     """
 
     title: str
@@ -93,6 +97,7 @@ class Job:
     operation: str = ""
     parameters: dict = field(default_factory=dict)
     on_done: Callable[[Any], None] | None = None
+    store: str | None = None
 
 
 class Runner:
@@ -124,6 +129,7 @@ class Runner:
         self._cancelled = False
         self._pending: Job | None = None
         self._closed = False
+        self._kept_store = False
         #: layers this runner created, by name: live modes update them in place
         self._created: dict[str, weakref.ReferenceType] = {}
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -244,7 +250,13 @@ class Runner:
             return
         if any(layer not in viewer.layers for layer in job.sources):
             return  # a source went away while we computed: its result has no place
-        added = [self._add_layer(viewer, job, *spec) for spec in job.to_layers(outcome)]
+        try:
+            specs = job.to_layers(outcome)
+            added = [self._add_layer(viewer, job, *spec) for spec in specs]
+        except Exception as error:  # a result napari cannot show: say so, add nothing more
+            self.notify_error(error)
+            return
+        self._kept_store = bool(added) and job.store is not None
         if job.on_done is not None:
             job.on_done(outcome)
         if self.on_result is not None:
@@ -261,6 +273,8 @@ class Runner:
             "sources": [layer.name for layer in job.sources],
             "version": __version__,
         }
+        if job.store is not None:
+            metadata[METADATA_KEY]["store"] = job.store
         name = kwargs.get("name")
         existing = self._created.get(name, lambda: None)() if name else None
         reusable = existing is not None and existing in viewer.layers
@@ -286,6 +300,9 @@ class Runner:
     def _on_finished(self) -> None:
         if self._steps is not None:
             self._steps.close()  # the worker thread is done: release the run's buffers
+        if self._job is not None and self._job.store is not None and not self._kept_store:
+            _remove_store(self._job.store)  # cancelled, failed or not shown: nothing reads it
+        self._kept_store = False
         self._steps = None
         self.worker = None
         self._job = None
@@ -298,6 +315,16 @@ class Runner:
             self._start(pending)
 
     def _on_layer_removed(self, event) -> None:
+        store = event.value.metadata.get(METADATA_KEY, {}).get("store")
+        viewer = self.viewer
+        if store is not None and viewer is not None:
+            readers = [
+                layer
+                for layer in viewer.layers
+                if layer.metadata.get(METADATA_KEY, {}).get("store") == store
+            ]
+            if not readers:
+                _remove_store(store)
         job = self._job
         if job is not None and any(event.value is layer for layer in job.sources):
             self._pending = None
@@ -323,6 +350,12 @@ class Runner:
         from napari.utils.notifications import show_info
 
         show_info(message)
+
+
+def _remove_store(path: str) -> None:
+    from ._lazy import remove_store
+
+    remove_store(path)
 
 
 class _Failure:

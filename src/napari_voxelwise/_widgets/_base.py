@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Container, PushButton
+from magicgui.widgets import Container, Label, PushButton
 
-from .._runner import Job, Runner
+from .._runner import Job, Runner, available_memory
+
+#: peak bytes of a chunked run besides its result, per chunk in flight (input, temporaries)
+CHUNK_WORK_FACTOR = 4
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -24,7 +29,12 @@ class Panel(Container):
         self.run_button = PushButton(
             text=run_text, tooltip="Start the computation; click again to cancel it."
         )
-        super().__init__(widgets=[*widgets, self.run_button])
+        self.where = Label(value="")
+        self.where.tooltip = (
+            "Where the last run on a Dask/zarr layer ran, and where its result is stored."
+        )
+        self.where.visible = False
+        super().__init__(widgets=[*widgets, self.run_button, self.where])
         self.viewer = viewer
         self.runner = Runner(viewer, self.run_button, on_result=self.on_result)
         self.run_button.changed.connect(self.run)
@@ -40,6 +50,70 @@ class Panel(Container):
 
     def on_result(self, layers: list) -> None:
         """Called with the layers added after a successful run."""
+
+    def lazy_plan(self, result, description: str = "", *, store="auto", nbytes=None):
+        """Compute a lazy (Dask) `result` chunk by chunk: ``(plan, memory_bytes, store)``.
+
+        With ``store="auto"``, a result (or a job whose results total `nbytes`)
+        larger than a quarter of the available memory goes to a new temporary
+        zarr store, removed with its layers or at exit, and comes back as a
+        Dask array reading it; a smaller one is computed into memory (``store``
+        None). A path writes there instead; None keeps the result in memory.
+        The panel says where the work runs (this machine's threads or the
+        active ``dask.distributed`` cluster).
+        """
+        from .._lazy import dask_result_plan, should_store, temporary_store, where_it_runs
+
+        if isinstance(store, str) and store == "auto":
+            total = result.nbytes if nbytes is None else nbytes
+            store = temporary_store() if should_store(total, available_memory()) else None
+        plan = dask_result_plan(result, store, description)
+        text = where_it_runs()
+        text += "; result written to a temporary zarr store" if store else "; result in memory"
+        self.where.value = text
+        self.where.tooltip = store or text
+        self.where.visible = True
+        return plan, lazy_memory(result, store is not None), store
+
+
+def sibling_store(store: str | None, name: str) -> str | None:
+    """A second store in the folder of temporary `store` (removed with it), or None."""
+    return None if store is None else os.path.join(os.path.dirname(store), f"{name}.zarr")
+
+
+def is_lazy(data) -> bool:
+    """True for layer data not held in memory as a NumPy array (Dask, zarr, ...)."""
+    return not isinstance(data, np.ndarray)
+
+
+def as_dask(data):
+    """`data` as a Dask array: Dask arrays as they are; zarr and others by their own chunks."""
+    from .._validation import is_dask_array
+
+    if is_dask_array(data):
+        return data
+    import dask.array as da
+
+    chunks = getattr(data, "chunks", None)
+    return da.from_array(data, chunks=chunks if isinstance(chunks, tuple) else "auto")
+
+
+def lazy_memory(result, stored: bool) -> int:
+    """Estimated peak bytes of computing the Dask `result` chunk by chunk."""
+    from .._plan import default_workers
+
+    largest_chunk = math.prod(max(sizes, default=1) for sizes in result.chunks)
+    in_flight = 2 * default_workers() * largest_chunk * result.dtype.itemsize
+    return int((0 if stored else result.nbytes) + CHUNK_WORK_FACTOR * in_flight)
+
+
+def lazy_over_frames(data, spatial: int, function):
+    """``function(data)``, or the frames of a leading time axis stacked lazily."""
+    if data.ndim == spatial:
+        return function(data)
+    import dask.array as da
+
+    return da.stack([function(data[index]) for index in range(data.shape[0])])
 
 
 def layer_data(layer, name: str = "layer"):

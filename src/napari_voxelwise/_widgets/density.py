@@ -20,11 +20,12 @@ from .._runner import Job
 from ..density import (
     DENSITY_EDGES,
     DENSITY_MODES,
+    density_map,
     density_plan,
     density_shape,
     normalize_window,
 )
-from ._base import Panel, layer_data, spatial_geometry
+from ._base import Panel, as_dask, is_lazy, layer_data, spatial_geometry
 
 #: live mode turns itself off for layers with more elements than this
 LIVE_MAX_ELEMENTS = 2**24
@@ -174,8 +175,16 @@ class DensityPanel(Panel):
         window = parse_window(self.window_edit.value)
         mode, edge = self.mode_combo.value, self.edge_combo.value
         threshold = float(self.threshold_spin.value)
-        plan = density_plan(data, window=window, mode=mode, threshold=threshold, edge=edge)
+        title = f"Density of '{layer.name}'"
+        options = {"window": window, "mode": mode, "threshold": threshold, "edge": edge}
         sizes = normalize_window(window, data.shape, mode, edge)
+        output_elements = math.prod(density_shape(data.shape, sizes, mode, edge))
+        # the float32 map, plus the per-task counts (a few input rows each)
+        memory, store = 4 * output_elements + 64 * 2**20, None
+        if is_lazy(data):  # Dask/zarr: chunk by chunk, into memory or a zarr store
+            plan, memory, store = self.lazy_plan(density_map(as_dask(data), **options), title)
+        else:
+            plan = density_plan(data, **options)
         kwargs = {
             "name": f"density of '{layer.name}'",
             "colormap": "inferno",
@@ -184,19 +193,18 @@ class DensityPanel(Panel):
             "blending": "additive",
             **density_geometry(layer, sizes, mode),
         }
-        output_elements = math.prod(density_shape(data.shape, sizes, mode, edge))
         parameters = {"window": list(sizes), "mode": mode, "threshold": threshold}
         if mode == "block":
             parameters["edge"] = edge
         return Job(
-            title=f"Density of '{layer.name}'",
+            title=title,
             plan=plan,
             to_layers=lambda result: [(result, kwargs, "image")],
             sources=[layer],
-            # the float32 map, plus the per-task counts (a few input rows each)
-            memory_bytes=4 * output_elements + 64 * 2**20,
+            memory_bytes=memory,
             operation="density_map",
             parameters=parameters,
+            store=store,
         )
 
     # --------------------------------------------------------------- live mode

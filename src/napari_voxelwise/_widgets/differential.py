@@ -28,10 +28,14 @@ from ..differential import (
     EIGENVALUE_ORDERS,
     RIDGES,
     frangi_plan,
+    frangi_vesselness,
+    gradient_magnitude,
     gradient_plan,
+    gradient_vectors,
+    hessian_eigenvalues,
     hessian_eigenvalues_plan,
 )
-from ._base import Panel, layer_data
+from ._base import Panel, as_dask, is_lazy, layer_data, lazy_over_frames, sibling_store
 from ._pickers import axis_names, follow_layers, geometry, is_plain_image, layer_picker
 
 #: diverging colormap of signed results (eigenvalues, gradient components)
@@ -102,6 +106,10 @@ def over_frames(data, spatial: int, make_plan: Callable[[object], Plan]) -> Plan
 
 def finite_abs_max(array: np.ndarray) -> float:
     """Largest finite ``|value|`` of `array` (0 when it has none), a few MiB at a time."""
+    if is_lazy(array):  # a result in a zarr store: one chunked pass
+        import dask.array as da
+
+        return float(da.where(da.isfinite(array), abs(array), 0).max().compute())
     rows = max(1, 2**22 // max(1, math.prod(array.shape[1:])))
     largest = 0.0
     for start in range(0, array.shape[0], rows):
@@ -212,12 +220,25 @@ class HessianPanel(_DerivativePanel):
             raise ValueError(f"sigma must be > 0 for Hessian eigenvalues, got {self.sigma.value}")
         sigma = self._physical_sigma(spacing)
         order = self.order.value
-        eigenvalue_plan = over_frames(
-            data, spatial, lambda volume: hessian_eigenvalues_plan(volume, sigma, spacing, order)
-        )
         dtype = result_float_dtype(data.dtype)
         voxels = math.prod(data.shape)
-        memory = voxels * spatial * dtype.itemsize * (1 + WORK_FRACTION) + WORK_BYTES
+        title = f"Hessian eigenvalues of '{layer.name}'"
+        store = None
+        if is_lazy(data):  # Dask/zarr: chunk by chunk, into memory or a zarr store
+            lazy = lazy_over_frames(
+                as_dask(data),
+                spatial,
+                lambda volume: hessian_eigenvalues(volume, sigma, spacing, order),
+            )
+            total_bytes = voxels * dtype.itemsize * (spatial + bool(self.vesselness.value))
+            eigenvalue_plan, memory, store = self.lazy_plan(lazy, title, nbytes=total_bytes)
+        else:
+            eigenvalue_plan = over_frames(
+                data,
+                spatial,
+                lambda volume: hessian_eigenvalues_plan(volume, sigma, spacing, order),
+            )
+            memory = voxels * spatial * dtype.itemsize * (1 + WORK_FRACTION) + WORK_BYTES
         parameters = {"sigma": sigma, "spacing": spacing, "order": order}
         vesselness = bool(self.vesselness.value)
         if vesselness:
@@ -231,8 +252,27 @@ class HessianPanel(_DerivativePanel):
             # eigenvalues' shape that takes no memory (never computed)
             stand_in = np.broadcast_to(np.zeros((), dtype), (*data.shape, spatial))
             probe = frangi_plan(stand_in, **frangi)
-            memory += voxels * dtype.itemsize
+            if store is None:
+                memory += voxels * dtype.itemsize
             parameters["vesselness"] = frangi
+
+        def vesselness_plan(eigenvalues) -> Plan:
+            """Frangi's measure of the computed eigenvalues (chunk by chunk if lazy)."""
+            if store is None and not is_lazy(data):
+                return frangi_plan(eigenvalues, **frangi)
+            chunked = as_dask(eigenvalues).rechunk(eigenvalue_chunks)
+            plan, _, _ = self.lazy_plan(
+                frangi_vesselness(chunked, **frangi),
+                "vesselness",
+                store=sibling_store(store, "vesselness"),
+            )
+            return plan
+
+        if vesselness and is_lazy(data):
+            import dask.array as da
+
+            eigenvalue_chunks = lazy.chunks
+            probe = vesselness_plan(da.zeros(lazy.shape, dtype, chunks=eigenvalue_chunks))
         total = eigenvalue_plan.total + (probe.total if vesselness else 0)
 
         def run():
@@ -240,7 +280,7 @@ class HessianPanel(_DerivativePanel):
             limits = [symmetric_limits(eigenvalues[..., k]) for k in range(spatial)]
             measure = None
             if vesselness:
-                measure = yield from frangi_plan(eigenvalues, **frangi).steps()
+                measure = yield from vesselness_plan(eigenvalues).steps()
                 measure = (measure, magnitude_limits(measure))
             return eigenvalues, limits, measure
 
@@ -273,13 +313,14 @@ class HessianPanel(_DerivativePanel):
             return layers
 
         return Job(
-            title=f"Hessian eigenvalues of '{layer.name}'",
+            title=title,
             plan=Plan(total, run, "Hessian eigenvalues"),
             to_layers=to_layers,
             sources=[layer],
             memory_bytes=int(memory),
             operation="hessian_eigenvalues",
             parameters=parameters,
+            store=store,
         )
 
 
@@ -316,18 +357,36 @@ class GradientPanel(_DerivativePanel):
         sigma = self._physical_sigma(spacing)
         components = bool(self.components.value)
 
-        def make(magnitude: bool) -> Plan:
-            return over_frames(
-                data,
-                spatial,
-                lambda volume: gradient_plan(volume, spacing, sigma, magnitude=magnitude),
-            )
-
-        plans = [make(True), *([make(False)] if components else [])]
         voxels = math.prod(data.shape)
         dtype = result_float_dtype(data.dtype)
         results = voxels * dtype.itemsize * (1 + (spatial if components else 0))
         memory = results * (1 + WORK_FRACTION) + WORK_BYTES
+        title = f"Gradient of '{layer.name}'"
+        store = None
+
+        def make(magnitude: bool) -> Plan:
+            nonlocal memory, store
+            if not is_lazy(data):
+                return over_frames(
+                    data,
+                    spatial,
+                    lambda volume: gradient_plan(volume, spacing, sigma, magnitude=magnitude),
+                )
+            # Dask/zarr: chunk by chunk, into memory or zarr stores (one folder)
+            function = gradient_magnitude if magnitude else gradient_vectors
+            lazy = lazy_over_frames(
+                as_dask(data), spatial, lambda volume: function(volume, spacing, sigma)
+            )
+            if magnitude:
+                plan, memory, store = self.lazy_plan(lazy, title, nbytes=results)
+            else:
+                plan, extra, _ = self.lazy_plan(
+                    lazy, title, store=sibling_store(store, "components")
+                )
+                memory += extra
+            return plan
+
+        plans = [make(True), *([make(False)] if components else [])]
 
         def run():
             magnitude = yield from plans[0].steps()
@@ -361,11 +420,12 @@ class GradientPanel(_DerivativePanel):
             ]
 
         return Job(
-            title=f"Gradient of '{layer.name}'",
+            title=title,
             plan=Plan(sum(plan.total for plan in plans), run, "gradient"),
             to_layers=to_layers,
             sources=[layer],
             memory_bytes=int(memory),
             operation="gradient",
             parameters={"sigma": sigma, "spacing": spacing, "components": components},
+            store=store,
         )

@@ -29,8 +29,8 @@ from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from .._plan import Plan
 from .._runner import Job
-from ..masking import apply_mask_plan, fill_dtype
-from ._base import Panel, layer_data
+from ..masking import apply_mask, apply_mask_plan, fill_dtype
+from ._base import Panel, as_dask, is_lazy, layer_data
 from ._pickers import (
     follow_layers,
     geometry,
@@ -178,15 +178,21 @@ class MaskPanel(Panel):
             start = np.zeros(image.ndim)
             start[shared] = [axis.start for axis in box]
             kwargs["translate"] = kwargs["translate"] + start * kwargs["scale"]
-        plan = apply_mask_plan(image, inside, fill)
-        kwargs["colormap"] = target.colormap
+        title = f"Mask '{target.name}' by '{mask_layer.name}'"
         result_dtype = fill_dtype(image.dtype, fill)
+        memory, store = math.prod(image.shape) * result_dtype.itemsize + inside.nbytes, None
+        if is_lazy(image):  # Dask/zarr: chunk by chunk, into memory or a zarr store
+            plan, memory, store = self.lazy_plan(apply_mask(as_dask(image), inside, fill), title)
+        else:
+            plan = apply_mask_plan(image, inside, fill)
+        kwargs["colormap"] = target.colormap
         return Job(
-            title=f"Mask '{target.name}' by '{mask_layer.name}'",
+            title=title,
             plan=plan,
             to_layers=lambda masked: [(masked, kwargs, "image")],
             sources=[target, mask_layer],
-            memory_bytes=math.prod(image.shape) * result_dtype.itemsize + inside.nbytes,
+            store=store,
+            memory_bytes=memory,
             operation="apply_mask",
             parameters={
                 "label": int(self.label_value.value),

@@ -14,8 +14,14 @@ from magicgui.widgets import ComboBox, PushButton, SpinBox
 
 from .._plan import default_workers, task_count
 from .._runner import Job
-from ..statistics import STATISTICS, frame_norms_plan, statistic_plan
-from ._base import Panel, layer_data, spatial_geometry
+from ..statistics import (
+    STATISTICS,
+    axis_statistic,
+    frame_norms,
+    frame_norms_plan,
+    statistic_plan,
+)
+from ._base import Panel, as_dask, is_lazy, layer_data, spatial_geometry
 
 #: statistics that use `ddof`
 DDOF_STATISTICS = ("var", "std", "cv")
@@ -215,28 +221,37 @@ class StatisticsPanel(Panel):
         layer, data, axis = self._chosen()
         statistic = self.statistic_combo.value
         ddof = int(self.ddof_spin.value) if statistic in DDOF_STATISTICS else 0
-        plan = statistic_plan(data, statistic, axis=axis, ddof=ddof)
+        title = f"{statistic.capitalize()} of '{layer.name}' along axis {axis}"
+        store = None
+        if is_lazy(data):  # Dask/zarr: chunk by chunk, into memory or a zarr store
+            lazy = axis_statistic(as_dask(data), statistic, axis=axis, ddof=ddof)
+            plan, memory, store = self.lazy_plan(lazy, title)
+        else:
+            plan = statistic_plan(data, statistic, axis=axis, ddof=ddof)
+            memory = _statistic_memory(data, statistic, axis)
         name = f"{statistic} of '{layer.name}' (axis {axis})"
         kwargs = {"name": name, **reduced_geometry(layer, axis)}
-
-        memory = _statistic_memory(data, statistic, axis)
         parameters = {"statistic": statistic, "axis": axis}
         if statistic in DDOF_STATISTICS:
             parameters["ddof"] = ddof
         return Job(
-            title=f"{statistic.capitalize()} of '{layer.name}' along axis {axis}",
+            title=title,
             plan=plan,
             to_layers=lambda result: [(as_displayable(result, data.ndim, axis), kwargs, "image")],
             sources=[layer],
             memory_bytes=memory,
             operation="axis_statistic",
             parameters=parameters,
+            store=store,
         )
 
     def make_norms_job(self) -> Job:
         """The L2 norm of every frame along the chosen axis, shown as a plot in the panel."""
         layer, data, axis = self._chosen()
-        plan = frame_norms_plan(data, axis=axis)
+        if is_lazy(data):  # one number per frame: always computed into memory
+            plan = self.lazy_plan(frame_norms(as_dask(data), axis=axis), "frame norms")[0]
+        else:
+            plan = frame_norms_plan(data, axis=axis)
         axis_title = f"index along axis {self.axis_combo.current_choice}"
         return Job(
             title=f"Frame norms of '{layer.name}' along axis {axis}",
