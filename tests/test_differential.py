@@ -412,3 +412,21 @@ def test_a_size_one_axis_is_fine_with_a_gaussian():
     volume = smooth_volume((1, 12, 13), np.float64)
     expected = gaussian_hessian_reference(volume, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
     np.testing.assert_allclose(hessian_matrix(volume, 1.0), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, peak", [(np.float64, 1.198e308), (np.float32, 3.0e38)])
+def test_finite_differences_near_the_largest_float_do_not_overflow(dtype, peak):
+    """A peak near the dtype's maximum: (-x - x) / 2 = -x is finite (numpy gives -inf)."""
+    image = np.zeros((3, 3), dtype)
+    image[1, 1] = peak
+    hessian = hessian_matrix(image, sigma=None)
+    # hand-checked: np.gradient twice along an axis gives -x at the peak, 0 across
+    np.testing.assert_array_equal(hessian[1, 1], np.diag([-peak, -peak]).astype(dtype))
+    eigenvalues = hessian_eigenvalues(image, sigma=None)
+    assert np.isfinite(eigenvalues).all()
+    np.testing.assert_array_equal(eigenvalues[1, 1], np.array([-peak, -peak], dtype))
+    small = np.random.default_rng(0).random((5, 6)).astype(dtype)
+    expected = np.array([np.gradient(g) for g in np.gradient(small)])
+    np.testing.assert_allclose(
+        hessian_matrix(small, sigma=None), np.moveaxis(expected, (0, 1), (-2, -1)), rtol=1e-6
+    )

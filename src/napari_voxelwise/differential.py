@@ -374,7 +374,21 @@ def _gaussian_components(extended, halo, filters, orders):
 
 
 def _difference_components(extended, spacing, orders):
-    """Finite-difference derivatives (np.gradient, one axis after the other)."""
+    """Finite-difference derivatives (np.gradient, one axis after the other).
+
+    Values within a factor 4 of the dtype's largest would overflow in the
+    differences themselves (``x - (-x)``) though the derivative is finite:
+    such slabs are differenced at a quarter of their values (exact, a power
+    of two) and scaled back, so only derivatives that truly exceed the range
+    become infinite.
+    """
+    lift = 1.0
+    if extended.dtype.kind == "f" and extended.size:
+        largest = np.finfo(extended.dtype).max / 4
+        with np.errstate(invalid="ignore"):
+            if np.nanmax(np.abs(extended), initial=0) > largest:
+                lift = 4.0 ** max(_highest_order(orders), 1)
+                extended = extended / extended.dtype.type(lift)
     memo: dict[tuple, np.ndarray] = {(): extended}
 
     def derivative(steps: tuple) -> np.ndarray:
@@ -387,7 +401,15 @@ def _difference_components(extended, spacing, orders):
     for orders_ in orders:
         steps = tuple(axis for axis, count in enumerate(orders_) for _ in range(count))
         results[orders_] = derivative(steps)
+    if lift != 1.0:
+        with np.errstate(over="ignore"):  # a derivative beyond the range is infinite
+            results = {key: value * value.dtype.type(lift) for key, value in results.items()}
     return results
+
+
+def _highest_order(orders) -> int:
+    """The highest derivative order among `orders` (tuples of per-axis counts)."""
+    return max((sum(order) for order in orders), default=0)
 
 
 # --------------------------------------------------------------------------- slab engine
