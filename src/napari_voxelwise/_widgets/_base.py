@@ -124,13 +124,9 @@ def layer_data(layer, name: str = "layer"):
     return data
 
 
-def spatial_geometry(layer, keep: slice | list | None = None) -> dict:
-    """``scale``/``translate`` of `layer` as new float arrays (optionally some axes only).
+def spatial_geometry(layer) -> dict:
+    """``scale`` and ``translate`` of `layer`, as new arrays (see :func:`._pickers.geometry`)."""
+    from ._pickers import geometry
 
-    Copies: napari hands out its own arrays, and changing those would move the layer.
-    """
-    scale = np.array(layer.scale, dtype=float)
-    translate = np.array(layer.translate, dtype=float)
-    if keep is not None:
-        scale, translate = scale[keep], translate[keep]
-    return {"scale": scale, "translate": translate}
+    place = geometry(layer)
+    return {"scale": place["scale"], "translate": place["translate"]}

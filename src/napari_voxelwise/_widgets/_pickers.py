@@ -29,9 +29,9 @@ def layer_picker(viewer, fits: Callable[[object], bool], label: str, tooltip: st
 
 
 def follow_layers(viewer, panel) -> None:
-    """Refresh `panel`'s layer pickers whenever layers are added, removed or reordered."""
+    """Refresh `panel`'s layer pickers when layers are added, removed, reordered or renamed."""
     events = viewer.layers.events
-    emitters = (events.inserted, events.removed, events.reordered)
+    emitters = (events.inserted, events.removed, events.reordered, events.renamed)
     for emitter in emitters:
         emitter.connect(panel.reset_choices)
 
@@ -57,14 +57,15 @@ def geometry(layer) -> dict:
     """``scale``, ``translate``, ``rotate``, ``shear`` and ``affine`` of `layer`.
 
     Result layers with the source's dimensionality get all of them, so that
-    they overlay the source exactly.
+    they overlay the source exactly. Copies: napari hands out its own arrays,
+    and changing those would move the layer.
     """
     return {
-        "scale": np.asarray(layer.scale, dtype=float),
-        "translate": np.asarray(layer.translate, dtype=float),
-        "rotate": np.asarray(layer.rotate, dtype=float),
-        "shear": np.asarray(layer.shear, dtype=float),
-        "affine": np.asarray(layer.affine.affine_matrix, dtype=float),
+        "scale": np.array(layer.scale, dtype=float),
+        "translate": np.array(layer.translate, dtype=float),
+        "rotate": np.array(layer.rotate, dtype=float),
+        "shear": np.array(layer.shear, dtype=float),
+        "affine": np.array(layer.affine.affine_matrix, dtype=float),
     }
 
 

@@ -26,6 +26,7 @@ from ..density import (
     normalize_window,
 )
 from ._base import Panel, as_dask, is_lazy, layer_data, spatial_geometry
+from ._pickers import follow_layers, layer_picker
 
 #: live mode turns itself off for layers with more elements than this
 LIVE_MAX_ELEMENTS = 2**24
@@ -92,12 +93,11 @@ class DensityPanel(Panel):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.layer_combo = ComboBox(
-            label="Layer",
-            choices=lambda _widget: [
-                (layer.name, layer) for layer in viewer.layers if fits_density(layer)
-            ],
-            tooltip="Image or Labels layer (non-RGB, at least 2 axes), e.g. a binary mask.",
+        self.layer_combo = layer_picker(
+            viewer,
+            fits_density,
+            "Layer",
+            "Image or Labels layer (non-RGB, at least 2 axes), e.g. a binary mask.",
         )
         self.threshold_spin = FloatSpinBox(
             label="Threshold",
@@ -155,9 +155,7 @@ class DensityPanel(Panel):
         self.live_timer.timeout.connect(self._run_live)
         self._watched_layer = None
 
-        layer_events = viewer.layers.events
-        for event in (layer_events.inserted, layer_events.removed, layer_events.renamed):
-            event.connect(self.layer_combo.reset_choices)
+        follow_layers(viewer, self)
         self.layer_combo.changed.connect(self._on_layer_changed)
         for widget in (self.threshold_spin, self.window_edit, self.mode_combo, self.edge_combo):
             widget.changed.connect(self.schedule_live_update)

@@ -22,6 +22,7 @@ from ..statistics import (
     statistic_plan,
 )
 from ._base import Panel, as_dask, is_lazy, layer_data, spatial_geometry
+from ._pickers import follow_layers, layer_picker
 
 #: statistics that use `ddof`
 DDOF_STATISTICS = ("var", "std", "cv")
@@ -124,12 +125,11 @@ class StatisticsPanel(Panel):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.layer_combo = ComboBox(
-            label="Image",
-            choices=lambda _widget: [
-                (layer.name, layer) for layer in viewer.layers if fits_statistics(layer)
-            ],
-            tooltip="Image layer to reduce (non-RGB images with at least 2 axes).",
+        self.layer_combo = layer_picker(
+            viewer,
+            fits_statistics,
+            "Image",
+            "Image layer to reduce (non-RGB images with at least 2 axes).",
         )
         self.axis_combo = ComboBox(
             label="Axis",
@@ -175,9 +175,7 @@ class StatisticsPanel(Panel):
         self.statistic_combo.changed.connect(self._update_ddof_enabled)
         self.norms_button.changed.connect(self.run_norms)
         self.copy_button.changed.connect(self.copy_norms)
-        layer_events = viewer.layers.events
-        for event in (layer_events.inserted, layer_events.removed, layer_events.renamed):
-            event.connect(self.reset_choices)
+        follow_layers(viewer, self)
         viewer.dims.events.axis_labels.connect(self.axis_combo.reset_choices)
         self._update_ddof_enabled()
 
