@@ -41,3 +41,67 @@ def rng():
 def workers(request):
     """Run a test with the inline path and with the thread pool."""
     return request.param
+
+
+@pytest.fixture
+def viewer(qapp):
+    """A viewer model without a window: panels need only its layers (and a Qt app).
+
+    Starting a full viewer per test would take most of the panel tests' time;
+    files that need a window override this with ``make_napari_viewer``.
+    """
+    from napari.components import ViewerModel
+
+    return ViewerModel()
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages of the error notifications shown during a test."""
+    from napari_voxelwise._runner import Runner
+
+    shown: list[str] = []
+    monkeypatch.setattr(Runner, "notify_error", staticmethod(lambda e: shown.append(str(e))))
+    return shown
+
+
+def run_panel(panel) -> None:
+    """Click the panel's Run button and wait for the run to end."""
+    panel.run()
+    panel.runner.wait()
+
+
+@pytest.fixture(autouse=True)
+def _delete_panels_made_by_the_test(monkeypatch):
+    """Delete the Qt side of every panel a test made, when the test ends.
+
+    In napari a panel belongs to its dock, which Qt deletes. Tests make panels
+    without a dock; left to Python's garbage collector, their widgets would be
+    deleted at a random later moment (inside another test's Qt calls), where
+    PyQt may crash.
+    """
+    import sys
+
+    if "napari_voxelwise._widgets._base" not in sys.modules:
+        yield  # a core test: no Qt involved
+        return
+    from napari_voxelwise._widgets._base import Panel
+
+    made = []
+    original = Panel.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Panel, "__init__", recording_init)
+    yield
+    import contextlib
+
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    for panel in made:
+        panel.runner.close()
+        with contextlib.suppress(RuntimeError):  # docked in a viewer that deleted it already
+            panel.native.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

@@ -7,27 +7,15 @@ import os
 import dask.array as da
 import numpy as np
 import pytest
-from napari.components import ViewerModel
 
 import napari_voxelwise as vw
+from conftest import run_panel
 from napari_voxelwise import _lazy
-from napari_voxelwise._runner import METADATA_KEY, Runner
+from napari_voxelwise._runner import METADATA_KEY
 from napari_voxelwise._widgets.density import DensityPanel
 from napari_voxelwise._widgets.differential import GradientPanel, HessianPanel
 from napari_voxelwise._widgets.masking import MaskPanel
 from napari_voxelwise._widgets.statistics import StatisticsPanel
-
-
-@pytest.fixture
-def viewer(qapp):
-    return ViewerModel()
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(Runner, "notify_error", staticmethod(lambda e: shown.append(str(e))))
-    return shown
 
 
 @pytest.fixture
@@ -48,11 +36,6 @@ class Reads:
         return block
 
 
-def run(panel):
-    panel.run()
-    panel.runner.wait()
-
-
 def test_statistic_of_a_dask_layer_reads_nothing_on_the_gui_thread(viewer, errors):
     data = np.random.default_rng(0).random((6, 8, 20, 24), dtype=np.float32)
     source = Reads(data, chunks=(2, 4, 10, 24))
@@ -63,7 +46,7 @@ def test_statistic_of_a_dask_layer_reads_nothing_on_the_gui_thread(viewer, error
     source.count = 0  # napari itself reads a slice to show the layer
     panel.make_job()  # what the Run button does on the GUI thread: builds, computes nothing
     assert source.count == 0
-    run(panel)
+    run_panel(panel)
     assert not errors
     result = viewer.layers[-1]
     assert isinstance(result.data, np.ndarray)  # small: computed into memory
@@ -78,7 +61,7 @@ def test_large_result_goes_to_a_temporary_store_removed_with_its_layer(viewer, t
     panel = StatisticsPanel(viewer)
     panel.axis_combo.value = 0
     panel.statistic_combo.value = "mean"
-    run(panel)
+    run_panel(panel)
     assert not errors
     result = viewer.layers[-1]
     store = result.metadata[METADATA_KEY]["store"]
@@ -120,7 +103,7 @@ def test_density_of_a_zarr_layer(viewer, tmp_path, errors):
     viewer.add_image(stored, name="binary")
     panel = DensityPanel(viewer)
     panel.window_edit.value = "4, 4"
-    run(panel)
+    run_panel(panel)
     assert not errors
     np.testing.assert_allclose(
         np.asarray(viewer.layers[-1].data), vw.density_map(binary, 4), rtol=1e-6
@@ -136,7 +119,7 @@ def test_mask_of_a_dask_image(viewer, errors):
     panel = MaskPanel(viewer)
     panel.target.value = viewer.layers["image"]
     panel.mask.value = viewer.layers["mask"]
-    run(panel)
+    run_panel(panel)
     assert not errors
     np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), np.where(mask, image, 0))
 
@@ -148,7 +131,7 @@ def test_hessian_and_vesselness_of_a_dask_time_lapse_into_stores(viewer, to_disk
     panel.image.value = viewer.layers["t"]
     panel.sigma.value = 1.5
     panel.vesselness.value = True
-    run(panel)
+    run_panel(panel)
     assert not errors
     names = [layer.name for layer in viewer.layers]
     assert names == ["t", "λ1 of 't'", "λ2 of 't'", "λ3 of 't'", "vesselness of 't'"]
@@ -181,7 +164,7 @@ def test_gradient_with_components_of_a_dask_volume(viewer, errors):
     panel = GradientPanel(viewer)
     panel.image.value = viewer.layers["v"]
     panel.components.value = True
-    run(panel)
+    run_panel(panel)
     assert not errors
     expected = np.gradient(volume.astype(np.float64))
     np.testing.assert_allclose(
@@ -204,3 +187,27 @@ def test_frame_norms_of_a_dask_layer(viewer, errors):
     np.testing.assert_allclose(
         panel.norms, np.linalg.norm(data.reshape(5, -1).astype(np.float64), axis=1), rtol=1e-6
     )
+
+
+def test_dask_mask_over_points_and_images(viewer, errors):
+    mask = np.zeros((10, 12), np.uint8)
+    mask[2:7, 3:9] = 2
+    image = np.random.default_rng(7).random((10, 12), dtype=np.float32)
+    points = np.array([[3, 4], [0, 0], [6, 8], [9, 11]], float)
+    viewer.add_image(image, name="image")
+    viewer.add_points(points, name="points")
+    viewer.add_labels(da.from_array(mask, chunks=5), name="mask")
+    panel = MaskPanel(viewer)
+    panel.mask.value = viewer.layers["mask"]
+    panel.label_value.value = 2
+    panel.target.value = viewer.layers["image"]
+    run_panel(panel)
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), np.where(mask, image, 0))
+    panel.target.value = viewer.layers["points"]
+    run_panel(panel)
+    np.testing.assert_array_equal(viewer.layers[-1].data, points[[0, 2]])
+    assert not errors
+    panel.target.value = viewer.layers["image"]
+    panel.crop.value = True
+    run_panel(panel)
+    assert errors and errors[0].startswith("crop:")

@@ -4,36 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from napari.components import ViewerModel
 from scipy import ndimage
 
-from conftest import checksum
+from conftest import checksum, run_panel
 from napari_voxelwise import frangi_vesselness, hessian_eigenvalues
-from napari_voxelwise._runner import Runner
 from napari_voxelwise._widgets.differential import GradientPanel, HessianPanel
-
-
-@pytest.fixture
-def viewer(qapp):
-    """A viewer model without a window: the panels need only its layers (and a Qt app).
-
-    Starting a full viewer per test would take most of this file's time; the
-    plugin-menu test uses ``make_napari_viewer``.
-    """
-    return ViewerModel()
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages of the error notifications shown during a test."""
-    shown: list[str] = []
-    monkeypatch.setattr(Runner, "notify_error", staticmethod(lambda e: shown.append(str(e))))
-    return shown
-
-
-def run(panel):
-    panel.run()
-    panel.runner.wait()
 
 
 def blobs(shape, seed=0):
@@ -73,7 +48,7 @@ def test_hessian_eigenvalues_match_scipy_and_eigvalsh(viewer, shape):
     panel = HessianPanel(viewer)
     panel.image.value = layer
     panel.sigma.value = 1.5
-    run(panel)
+    run_panel(panel)
     expected = reference_eigenvalues(data, 1.5, scale)
     largest = np.abs(expected).max()
     for k in range(len(shape)):
@@ -94,7 +69,7 @@ def test_sigma_in_voxels_is_multiplied_by_the_spacing(viewer):
     panel.sigma.value = 1.125  # (the box keeps more than magicgui's default 2 decimals)
     panel.sigma_in_voxels.value = True
     panel.order.value = "abs"
-    run(panel)
+    run_panel(panel)
     expected = hessian_eigenvalues(
         data, sigma=(2.25, 1.125, 0.5625), spacing=(2.0, 1.0, 0.5), order="abs"
     )
@@ -109,7 +84,7 @@ def test_4d_hessian_is_computed_frame_by_frame(viewer):
     panel.image.value = layer
     panel.sigma.value = 2.0
     panel.order.value = "ascending"
-    run(panel)
+    run_panel(panel)
     for k in range(3):
         result = viewer.layers[f"λ{k + 1} of 'movie'"]
         assert result.data.shape == stack.shape
@@ -130,7 +105,7 @@ def test_vesselness_from_the_same_eigenvalues(viewer, gamma):
     panel.vesselness.value = True
     panel.ridges.value = "dark"
     panel.alpha.value, panel.beta.value, panel.gamma.value = 0.4, 0.7, gamma
-    run(panel)
+    run_panel(panel)
     eigenvalues = hessian_eigenvalues(data, 1.0, spacing=(1.0, 0.5, 0.5))
     expected = frangi_vesselness(eigenvalues, 0.4, 0.7, gamma or None, "dark")
     result = viewer.layers["vesselness of 'vol'"]
@@ -145,7 +120,7 @@ def test_flat_image_gets_contrast_limits_of_nonzero_width(viewer):
     layer = viewer.add_image(np.zeros((8, 9), np.float32), name="flat")
     panel = HessianPanel(viewer)
     panel.image.value = layer
-    run(panel)
+    run_panel(panel)
     for k in (1, 2):
         result = viewer.layers[f"λ{k} of 'flat'"]
         assert np.all(result.data == 0)
@@ -161,7 +136,7 @@ def test_gradient_matches_numpy_gradient(viewer, shape):
     panel = GradientPanel(viewer)
     panel.image.value = layer
     panel.components.value = True
-    run(panel)
+    run_panel(panel)
     components = np.gradient(data.astype(np.float64), *scale)
     magnitude = viewer.layers["|∇| of 'vol'"]
     np.testing.assert_allclose(
@@ -183,7 +158,7 @@ def test_gaussian_gradient_without_components_and_default_axis_names(viewer):
     panel = GradientPanel(viewer)
     panel.image.value = layer
     panel.sigma.value = 2.0
-    run(panel)
+    run_panel(panel)
     assert [layer.name for layer in viewer.layers] == ["vol", "|∇| of 'vol'"]
     sigma_voxels = 2.0 / np.array([2.0, 1.0, 1.0])
     expected = np.sqrt(
@@ -195,7 +170,7 @@ def test_gaussian_gradient_without_components_and_default_axis_names(viewer):
     )
     np.testing.assert_allclose(viewer.layers["|∇| of 'vol'"].data, expected, rtol=1e-4, atol=1e-5)
     panel.components.value = True
-    run(panel)
+    run_panel(panel)
     assert {"∂/∂z of 'vol'", "∂/∂y of 'vol'", "∂/∂x of 'vol'"} <= {
         layer.name for layer in viewer.layers
     }
@@ -207,7 +182,7 @@ def test_4d_gradient_is_computed_frame_by_frame(viewer):
     panel = GradientPanel(viewer)
     panel.image.value = layer
     panel.components.value = True
-    run(panel)
+    run_panel(panel)
     magnitude = viewer.layers["|∇| of 'movie'"]
     x_component = viewer.layers["∂/∂x of 'movie'"]
     assert magnitude.data.shape == stack.shape
@@ -261,7 +236,7 @@ def test_bad_input_is_a_notification_and_adds_no_layer(viewer, errors, panel_cla
             viewer.layers["img"].data = value
         elif name != "image":
             getattr(panel, name).value = value
-    run(panel)
+    run_panel(panel)
     assert len(errors) == 1 and errors[0].startswith(word), errors
     assert len(viewer.layers) == (0 if "image" in setting else 1)
 
@@ -290,5 +265,5 @@ def test_panels_open_from_the_plugin_menu(make_napari_viewer, display_name, pane
     _dock, panel = viewer.window.add_plugin_dock_widget("napari-voxelwise", display_name)
     assert isinstance(panel, panel_class)
     panel.image.value = layer
-    run(panel)
+    run_panel(panel)
     assert_same_geometry(viewer.layers[name], layer)

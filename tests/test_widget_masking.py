@@ -5,34 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from napari.components import ViewerModel
 
-from conftest import checksum
-from napari_voxelwise._runner import Runner
+from conftest import checksum, run_panel
 from napari_voxelwise._widgets.masking import MaskPanel
-
-
-@pytest.fixture
-def viewer(qapp):
-    """A viewer model without a window: the panels need only its layers (and a Qt app).
-
-    Starting a full viewer per test would take most of this file's time; the
-    plugin-menu test uses ``make_napari_viewer``.
-    """
-    return ViewerModel()
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages of the error notifications shown during a test."""
-    shown: list[str] = []
-    monkeypatch.setattr(Runner, "notify_error", staticmethod(lambda e: shown.append(str(e))))
-    return shown
-
-
-def run(panel: MaskPanel):
-    panel.run()
-    panel.runner.wait()
 
 
 def labels_mask(shape=(6, 7)):
@@ -78,7 +53,7 @@ def test_image_masked_by_any_label_keeps_dtype_and_geometry(viewer, dtype):
     before = checksum(data)
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = image, labels
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'img' masked by 'cells'"]
     np.testing.assert_array_equal(result.data, np.where(mask != 0, data, 0))
     assert result.data.dtype == dtype
@@ -97,7 +72,7 @@ def test_one_label_with_nan_fill_gives_float(viewer):
     panel.target.value, panel.mask.value = image, labels
     panel.label_value.value = 2
     panel.fill_value.value = "NaN"
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'img' masked by 'cells'"].data
     assert result.dtype.kind == "f"
     np.testing.assert_array_equal(result, np.where(mask == 2, data, np.nan))
@@ -112,7 +87,7 @@ def test_image_mask_counts_nonzero_not_nan_as_inside(viewer):
     mask = viewer.add_image(mask_values, name="weights")
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = image, mask
-    run(panel)
+    run_panel(panel)
     inside = np.array(
         [[False, True, False, True], [True, False, False, False], [True, True, False, True]]
     )
@@ -128,7 +103,7 @@ def test_mask_broadcasts_over_leading_axes(viewer):
     labels = viewer.add_labels(mask, name="cells", scale=(0.5, 2.0))
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = image, labels
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'stack' masked by 'cells'"]
     np.testing.assert_array_equal(result.data, np.where(mask[None] != 0, data, 0))
     np.testing.assert_array_equal(result.scale, (10.0, 0.5, 2.0))
@@ -146,7 +121,7 @@ def test_crop_to_bounding_box_shifts_translate(viewer):
     panel.target.value, panel.mask.value = image, labels
     panel.crop.value = True
     panel.fill_value.value = "NaN"
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'stack' masked by 'cells'"]
     # bounding box: rows 2..4, columns 1..5; the leading (time) axis is kept whole
     expected = np.where(mask[None] != 0, data, np.nan)[:, 2:5, 1:6]
@@ -193,7 +168,7 @@ def test_points_inside_mask_go_through_world_coordinates(viewer):
     )
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = points, labels
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'spots' inside 'cells'"]
     keep = [0, 1, 2]
     np.testing.assert_allclose(result.data, data[keep])
@@ -208,14 +183,14 @@ def test_points_inside_mask_go_through_world_coordinates(viewer):
     np.testing.assert_array_equal(result.translate, points.translate)
 
     panel.label_value.value = 7  # one label only
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'spots' inside 'cells'"]
     np.testing.assert_allclose(result.data, data[[1, 2]])
     assert result.features["id"].tolist() == [1, 2]
     np.testing.assert_array_equal(result.size, [2, 3])
 
     panel.label_value.value = 3  # a label no point lies in: an empty layer
-    run(panel)
+    run_panel(panel)
     result = viewer.layers["'spots' inside 'cells'"]
     assert result.data.shape == (0, 2) and len(result.features) == 0
 
@@ -230,7 +205,7 @@ def test_points_with_more_dims_use_their_trailing_coordinates(viewer):
     points = viewer.add_points(data, name="tracks")
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = points, labels
-    run(panel)
+    run_panel(panel)
     expected = data[mask[tuple(index.T)]]
     np.testing.assert_array_equal(viewer.layers["'tracks' inside 'cells'"].data, expected)
 
@@ -264,7 +239,7 @@ def test_bad_input_is_a_notification_and_adds_no_layer(viewer, errors, setup, wo
         labels.data = np.ones((2, 6, 7), np.int32)
         panel.target.value = viewer.add_points(np.zeros((3, 2)), name="flat")
     count = len(viewer.layers)
-    run(panel)
+    run_panel(panel)
     assert len(errors) == 1 and errors[0].startswith(word), errors
     assert len(viewer.layers) == count
 
@@ -290,7 +265,7 @@ def test_panel_opens_from_the_plugin_menu(make_napari_viewer):
     _dock, panel = viewer.window.add_plugin_dock_widget("napari-voxelwise", "Mask filter")
     assert isinstance(panel, MaskPanel)
     panel.target.value, panel.mask.value = image, labels
-    run(panel)
+    run_panel(panel)
     np.testing.assert_array_equal(
         viewer.layers["'img' masked by 'cells'"].data, np.where(np.eye(3, 4), image.data, 0)
     )

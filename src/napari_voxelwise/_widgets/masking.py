@@ -133,10 +133,11 @@ class MaskPanel(Panel):
         return self._image_job(target, target_data, mask_layer, inside)
 
     def _inside(self, mask_layer) -> np.ndarray:
-        """The mask layer as a boolean array: True inside."""
+        """The mask layer as a boolean array: True inside (lazy for a Dask/zarr mask)."""
         from napari.layers import Labels
 
-        data = np.asarray(layer_data(mask_layer, "mask"))
+        data = layer_data(mask_layer, "mask")
+        data = as_dask(data) if is_lazy(data) else data
         if isinstance(mask_layer, Labels):
             label = int(self.label_value.value)
             return data != 0 if label == 0 else data == label
@@ -166,6 +167,12 @@ class MaskPanel(Panel):
         fill = FILL_VALUES[fill_name]
         kwargs = {"name": f"'{target.name}' masked by '{mask_layer.name}'", **geometry(target)}
         crop = bool(self.crop.value)
+        if crop and is_lazy(inside):
+            raise ValueError(
+                f"crop: the mask '{mask_layer.name}' is a Dask/zarr layer, and finding its "
+                "bounding box would read all of it now; uncheck crop (or load the mask into "
+                "memory)"
+            )
         if crop:
             box = bounding_box(inside)
             if box is None:
@@ -181,7 +188,7 @@ class MaskPanel(Panel):
         title = f"Mask '{target.name}' by '{mask_layer.name}'"
         result_dtype = fill_dtype(image.dtype, fill)
         memory, store = math.prod(image.shape) * result_dtype.itemsize + inside.nbytes, None
-        if is_lazy(image):  # Dask/zarr: chunk by chunk, into memory or a zarr store
+        if is_lazy(image) or is_lazy(inside):  # Dask/zarr: chunk by chunk
             plan, memory, store = self.lazy_plan(apply_mask(as_dask(image), inside, fill), title)
         else:
             plan = apply_mask_plan(image, inside, fill)
@@ -233,7 +240,9 @@ class MaskPanel(Panel):
         }
 
         def run():
-            keep = points_inside(world, inside, mask_scale, mask_translate)
+            mask = np.asarray(inside)  # read here, in the worker, for a Dask/zarr mask
+            yield
+            keep = points_inside(world, mask, mask_scale, mask_translate)
             yield
             return keep
 
@@ -249,7 +258,7 @@ class MaskPanel(Panel):
 
         return Job(
             title=f"Points of '{target.name}' inside '{mask_layer.name}'",
-            plan=Plan(1, run, "points inside mask"),
+            plan=Plan(2, run, "points inside mask"),
             to_layers=to_layers,
             sources=[target, mask_layer],
             memory_bytes=points.nbytes * 3,
