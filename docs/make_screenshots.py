@@ -129,7 +129,7 @@ def hessian_shot(viewer: napari.Viewer) -> None:
     thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
     viewer.dims.thickness = thickness
     _middle_slice(viewer, "z")
-    viewer.grid.enabled = True  # one layer per cell, the source first
+    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
     viewer.layers.selection.active = _layer(viewer, "vesselness")
 
 
@@ -144,7 +144,7 @@ def gradient_shot(viewer: napari.Viewer) -> None:
     _run(panel)
     viewer.layers.remove(_layer(viewer, "∂/∂z"))
     _middle_slice(viewer, "z")
-    viewer.grid.enabled = True  # one layer per cell, the source first
+    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
     viewer.layers.selection.active = _layer(viewer, "|∇|")
 
 
