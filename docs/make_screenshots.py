@@ -29,8 +29,10 @@ DEFAULT_OUTDIR = Path(__file__).resolve().parent / "images"
 
 def _dock(viewer: napari.Viewer, panel_name: str):
     """Dock the panel `panel_name` of the plugin; return the panel (magicgui Container)."""
+    from qtpy.QtCore import Qt
+
     dock, panel = viewer.window.add_plugin_dock_widget(PLUGIN, panel_name)
-    viewer.window._qt_window.resizeDocks([dock], [DOCK_WIDTH], 1)  # 1: Qt.Horizontal
+    viewer.window._qt_window.resizeDocks([dock], [DOCK_WIDTH], Qt.Horizontal)
     return panel
 
 
