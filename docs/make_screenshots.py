@@ -1,0 +1,200 @@
+"""Make the documentation screenshots: one real napari window per panel, saved as PNG.
+
+Usage (a display is needed; on a headless machine run it under Xvfb)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py [OUTDIR]
+
+OUTDIR defaults to ``docs/images``. Each shot opens a fresh viewer with a
+sample of the plugin, docks the panel through napari's plugin loader, sets its
+widgets, runs it, arranges the view and saves the whole window
+(``canvas_only=False``), then closes the viewer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import napari
+import numpy as np
+
+PLUGIN = "napari-voxelwise"
+#: window size of every shot (pixels; the PNG has this size times the device pixel ratio)
+WINDOW_SIZE = (1400, 900)
+#: width of the dock holding the panel
+DOCK_WIDTH = 380
+DEFAULT_OUTDIR = Path(__file__).resolve().parent / "images"
+
+
+def _dock(viewer: napari.Viewer, panel_name: str):
+    """Dock the panel `panel_name` of the plugin; return the panel (magicgui Container)."""
+    from qtpy.QtCore import Qt
+
+    dock, panel = viewer.window.add_plugin_dock_widget(PLUGIN, panel_name)
+    viewer.window._qt_window.resizeDocks([dock], [DOCK_WIDTH], Qt.Horizontal)
+    return panel
+
+
+def _run(panel) -> None:
+    """Run the panel as its button would, and wait for the result layers."""
+    panel.run()
+    panel.runner.wait(120_000)
+
+
+def _layer(viewer: napari.Viewer, prefix: str):
+    """The one layer whose name starts with `prefix`."""
+    (layer,) = [layer for layer in viewer.layers if layer.name.startswith(prefix)]
+    return layer
+
+
+def _middle_slice(viewer: napari.Viewer, axis_label: str) -> None:
+    """Show the middle of the viewer's axis labelled `axis_label`."""
+    axis = list(viewer.dims.axis_labels).index(axis_label)
+    viewer.dims.set_current_step(axis, viewer.dims.nsteps[axis] // 2)
+
+
+def statistics_shot(viewer: napari.Viewer) -> None:
+    """Variance of the noisy 4D stack over time, and the norm of every time point."""
+    viewer.open_sample(PLUGIN, "noisy_stack")
+    panel = _dock(viewer, "Voxel statistics")
+    panel.layer_combo.value = viewer.layers["noisy stack"]
+    panel.axis_combo.value = 0  # t
+    panel.statistic_combo.value = "var"
+    panel.ddof_spin.value = 1
+    _run(panel)
+    panel.run_norms()
+    panel.runner.wait(120_000)
+    viewer.layers["noisy stack"].visible = False
+    result = _layer(viewer, "var of")
+    result.colormap = "viridis"
+    result.contrast_limits = (0, float(np.percentile(result.data, 99.5)))
+    viewer.layers.selection.active = result
+    _middle_slice(viewer, "z")
+
+
+def density_shot(viewer: napari.Viewer) -> None:
+    """Block density of the binary sample, drawn over it."""
+    viewer.open_sample(PLUGIN, "binary_density")
+    panel = _dock(viewer, "Density heatmap")
+    panel.layer_combo.value = viewer.layers["binary density"]
+    panel.window_edit.value = "4, 8"  # square blocks: the pixels are twice as tall as wide
+    panel.mode_combo.value = "block"
+    _run(panel)
+    viewer.layers["binary density"].contrast_limits = (0, 3)  # dim source under the heatmap
+    viewer.layers["binary density"].colormap = "gray"
+    result = _layer(viewer, "density of")
+    result.opacity = 0.85
+    viewer.layers.selection.active = result
+
+
+def masking_shot(viewer: napari.Viewer) -> None:
+    """Tubes and blobs kept inside a Labels mask made by thresholding the volume."""
+    from scipy import ndimage
+
+    viewer.open_sample(PLUGIN, "tubes_and_blobs")
+    source = viewer.layers["tubes and blobs"]
+    smooth = ndimage.gaussian_filter(source.data, 1.0)
+    bright, _ = ndimage.label(smooth > 0.3)
+    viewer.add_labels(bright, name="bright regions", scale=source.scale)
+    panel = _dock(viewer, "Mask filter")
+    panel.target.value = source
+    panel.mask.value = viewer.layers["bright regions"]
+    panel.fill_value.value = "NaN"
+    _run(panel)
+    source.visible = False
+    result = _layer(viewer, "'tubes and blobs' masked")
+    result.contrast_limits = (0, 1)
+    labels = viewer.layers["bright regions"]
+    labels.contour = 1
+    viewer.layers.move(viewer.layers.index(labels), len(viewer.layers))
+    viewer.layers.selection.active = result
+    _middle_slice(viewer, "z")
+
+
+def hessian_shot(viewer: napari.Viewer) -> None:
+    """Eigenvalues and vesselness of the tubes-and-blobs sample, projected through z."""
+    viewer.open_sample(PLUGIN, "tubes_and_blobs")
+    source = viewer.layers["tubes and blobs"]
+    panel = _dock(viewer, "Hessian eigenvalues")
+    panel.image.value = source
+    panel.sigma.value = 2.0
+    panel.order.value = "descending"
+    panel.vesselness.value = True
+    _run(panel)
+    viewer.layers.remove(_layer(viewer, "λ1"))
+    # the most negative λ2, λ3 (bright tubes and blobs) and the brightest source and vesselness
+    for prefix, mode in (("tubes", "max"), ("λ2", "min"), ("λ3", "min"), ("vesselness", "max")):
+        _layer(viewer, prefix).projection_mode = mode
+    axis = list(viewer.dims.axis_labels).index("z")
+    thickness = list(viewer.dims.thickness)
+    thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
+    viewer.dims.thickness = thickness
+    _middle_slice(viewer, "z")
+    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
+    viewer.layers.selection.active = _layer(viewer, "vesselness")
+
+
+def gradient_shot(viewer: napari.Viewer) -> None:
+    """Gradient magnitude and the y and x derivatives of the tubes-and-blobs sample."""
+    viewer.open_sample(PLUGIN, "tubes_and_blobs")
+    source = viewer.layers["tubes and blobs"]
+    panel = _dock(viewer, "Gradient")
+    panel.image.value = source
+    panel.sigma.value = 1.5
+    panel.components.value = True
+    _run(panel)
+    viewer.layers.remove(_layer(viewer, "∂/∂z"))
+    _middle_slice(viewer, "z")
+    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
+    viewer.layers.selection.active = _layer(viewer, "|∇|")
+
+
+#: file name -> what to show in it
+SHOTS: dict[str, Callable[[napari.Viewer], None]] = {
+    "statistics.png": statistics_shot,
+    "density.png": density_shot,
+    "masking.png": masking_shot,
+    "hessian.png": hessian_shot,
+    "gradient.png": gradient_shot,
+}
+
+
+def shoot(path: Path, arrange: Callable[[napari.Viewer], None]) -> Path:
+    """Open a viewer, `arrange` it, save the whole window to `path`, close the viewer."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    try:
+        viewer.window.resize(*WINDOW_SIZE)
+        arrange(viewer)
+        viewer.reset_view()
+        for _ in range(3):  # let Qt lay out the dock and draw the canvas
+            QApplication.processEvents()
+        _close_notifications(viewer)
+        viewer.window.screenshot(str(path), canvas_only=False)
+    finally:
+        viewer.close()
+    return path
+
+
+def _close_notifications(viewer: napari.Viewer) -> None:
+    """Close the notification pop-ups (e.g. napari's deprecation notices) over the canvas."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QApplication
+
+    for popup in viewer.window._qt_window.findChildren(NapariQtNotification):
+        popup.close()
+    QApplication.processEvents()
+
+
+def main(outdir: str | Path = DEFAULT_OUTDIR) -> list[Path]:
+    """Write every screenshot into `outdir` (created if needed); return their paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    return [shoot(outdir / name, arrange) for name, arrange in SHOTS.items()]
+
+
+if __name__ == "__main__":
+    for written in main(*sys.argv[1:2]):
+        print(f"{written} ({written.stat().st_size / 1024:.0f} KiB)")
