@@ -89,7 +89,7 @@ def density_shot(viewer: napari.Viewer) -> None:
 
 
 def masking_shot(viewer: napari.Viewer) -> None:
-    """Tubes and blobs kept inside a Labels mask made by thresholding the volume."""
+    """Tubes and blobs kept inside a Labels mask; random spots filtered by the same mask."""
     from scipy import ndimage
 
     viewer.open_sample(PLUGIN, "tubes_and_blobs")
@@ -97,11 +97,30 @@ def masking_shot(viewer: napari.Viewer) -> None:
     smooth = ndimage.gaussian_filter(source.data, 1.0)
     bright, _ = ndimage.label(smooth > 0.3)
     viewer.add_labels(bright, name="bright regions", scale=source.scale)
+    shape = np.asarray(source.data.shape)
+    voxels = np.random.default_rng(0).random((800, 3)) * (shape - 1)
+    voxels[:, 0] = shape[0] // 2  # all in the slice shown
+    points = viewer.add_points(
+        voxels,
+        name="spots",
+        scale=source.scale,
+        size=1.2,
+        face_color="#5f8fbf",
+        border_width=0,
+        opacity=0.6,
+    )
     panel = _dock(viewer, "Mask filter")
     panel.target.value = source
     panel.mask.value = viewer.layers["bright regions"]
     panel.fill_value.value = "NaN"
     _run(panel)
+    panel.target.value = points
+    _run(panel)
+    kept = _layer(viewer, "'spots' inside")
+    kept.face_color = "#7fff5f"
+    kept.size = 1.6
+    kept.opacity = 1.0
+    panel.target.value = source  # the panel as the image run was set up
     source.visible = False
     result = _layer(viewer, "'tubes and blobs' masked")
     result.contrast_limits = (0, 1)
