@@ -84,19 +84,7 @@ SPLIT_EVERY = 4
 
 def _checked(array, name: str, *, min_ndim: int = 1) -> da.Array:
     """The same checks as ``as_numeric_array``, on a Dask array's dtype and shape only."""
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{name} must hold real numbers (bool, integer or float), got dtype {array.dtype}"
-        )
-    if array.ndim < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dimension(s), got a {array.ndim}-d array"
-        )
-    if any(math.isnan(n) for n in array.shape):
-        raise ValueError(f"{name} has unknown chunk sizes; call compute_chunk_sizes() first")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
-    return array
+    return check.check_numeric_shape(array, name, min_ndim=min_ndim)
 
 
 def _merged_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:

@@ -40,6 +40,14 @@ def as_numeric_array(data, name: str, *, min_ndim: int = 1) -> np.ndarray:
         array = np.asarray(data)
     except Exception as exc:  # e.g. ragged nested lists
         raise TypeError(f"{name} must be an array of numbers ({exc})") from exc
+    return check_numeric_shape(array, name, min_ndim=min_ndim)
+
+
+def check_numeric_shape(array, name: str, *, min_ndim: int = 1):
+    """Raise unless `array` (NumPy or Dask) holds real numbers, has `min_ndim` axes, any element.
+
+    Only dtype and shape are read, so a lazy array is not computed.
+    """
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers (bool, integer or float), got dtype {array.dtype}"
@@ -48,6 +56,8 @@ def as_numeric_array(data, name: str, *, min_ndim: int = 1) -> np.ndarray:
         raise ValueError(
             f"{name} must have at least {min_ndim} dimension(s), got a {array.ndim}-d array"
         )
+    if any(math.isnan(n) for n in array.shape):
+        raise ValueError(f"{name} has unknown chunk sizes; call compute_chunk_sizes() first")
     if array.size == 0:
         raise ValueError(f"{name} is empty (shape {array.shape})")
     return array
