@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._plan import Plan
 
 #: metadata key of the provenance record on every layer we create
-METADATA_KEY = "napari-voxelwise"
+METADATA_KEY = "napari_voxelwise"
 #: a job may use at most this fraction of the memory available when it starts
 MEMORY_FRACTION = 0.8
 #: per-item attributes that must follow the data when a layer is updated in place
