@@ -54,6 +54,11 @@ def number_box(label: str, value: float, *, decimals: int, **options) -> FloatSp
     return box
 
 
+def sigma_box(value: float, tooltip: str) -> FloatSpinBox:
+    """The "sigma" box of both panels: 0 to 1e6, four decimals."""
+    return number_box("sigma", value, decimals=4, min=0.0, max=1e6, step=0.1, tooltip=tooltip)
+
+
 def _fits(layer) -> bool:
     return is_plain_image(layer, ndims=(2, 3, 4))
 
@@ -145,14 +150,9 @@ class HessianPanel(_DerivativePanel):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        sigma = number_box(
-            "sigma",
+        sigma = sigma_box(
             1.0,
-            decimals=4,
-            min=0.0,
-            max=1e6,
-            step=0.1,
-            tooltip="Scale of the Gaussian derivatives (> 0), in the layer's units "
+            "Scale of the Gaussian derivatives (> 0), in the layer's units "
             "(or in voxels, see below).",
         )
         self.order = ComboBox(
@@ -334,14 +334,9 @@ class GradientPanel(_DerivativePanel):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        sigma = number_box(
-            "sigma",
+        sigma = sigma_box(
             0.0,
-            decimals=4,
-            min=0.0,
-            max=1e6,
-            step=0.1,
-            tooltip="Scale of the Gaussian derivatives in the layer's units (or in voxels, "
+            "Scale of the Gaussian derivatives in the layer's units (or in voxels, "
             "see below); 0 = finite differences, as numpy.gradient.",
         )
         self.components = CheckBox(
