@@ -42,9 +42,9 @@ def _run(panel) -> None:
     panel.runner.wait(120_000)
 
 
-def _layer(viewer: napari.Viewer, prefix: str):
-    """The one layer whose name starts with `prefix`."""
-    (layer,) = [layer for layer in viewer.layers if layer.name.startswith(prefix)]
+def _layer(viewer: napari.Viewer, part: str):
+    """The one layer whose name contains `part`."""
+    (layer,) = [layer for layer in viewer.layers if part in layer.name]
     return layer
 
 
@@ -66,7 +66,7 @@ def statistics_shot(viewer: napari.Viewer) -> None:
     panel.run_norms()
     panel.runner.wait(120_000)
     viewer.layers["noisy stack"].visible = False
-    result = _layer(viewer, "var of")
+    result = _layer(viewer, " var(")
     result.colormap = "viridis"
     result.contrast_limits = (0, float(np.percentile(result.data, 99.5)))
     viewer.layers.selection.active = result
@@ -83,7 +83,7 @@ def density_shot(viewer: napari.Viewer) -> None:
     _run(panel)
     viewer.layers["binary density"].contrast_limits = (0, 3)  # dim source under the heatmap
     viewer.layers["binary density"].colormap = "gray"
-    result = _layer(viewer, "density of")
+    result = _layer(viewer, " density(")
     result.opacity = 0.85
     viewer.layers.selection.active = result
 
@@ -116,13 +116,13 @@ def masking_shot(viewer: napari.Viewer) -> None:
     _run(panel)
     panel.target.value = points
     _run(panel)
-    kept = _layer(viewer, "'spots' inside")
+    kept = _layer(viewer, " inside(")
     kept.face_color = "#7fff5f"
     kept.size = 1.6
     kept.opacity = 1.0
     panel.target.value = source  # the panel as the image run was set up
     source.visible = False
-    result = _layer(viewer, "'tubes and blobs' masked")
+    result = _layer(viewer, " masked(")
     result.contrast_limits = (0, 1)
     labels = viewer.layers["bright regions"]
     labels.contour = 1
@@ -141,17 +141,18 @@ def hessian_shot(viewer: napari.Viewer) -> None:
     panel.order.value = "descending"
     panel.vesselness.value = True
     _run(panel)
-    viewer.layers.remove(_layer(viewer, "λ1"))
+    viewer.layers.remove(_layer(viewer, " λ1("))
     # the most negative λ2, λ3 (bright tubes and blobs) and the brightest source and vesselness
-    for prefix, mode in (("tubes", "max"), ("λ2", "min"), ("λ3", "min"), ("vesselness", "max")):
-        _layer(viewer, prefix).projection_mode = mode
+    source.projection_mode = "max"
+    for part, mode in ((" λ2(", "min"), (" λ3(", "min"), (" vesselness(", "max")):
+        _layer(viewer, part).projection_mode = mode
     axis = list(viewer.dims.axis_labels).index("z")
     thickness = list(viewer.dims.thickness)
     thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
     viewer.dims.thickness = thickness
     _middle_slice(viewer, "z")
     viewer.canvas.grid.enabled = True  # one layer per cell, the source first
-    viewer.layers.selection.active = _layer(viewer, "vesselness")
+    viewer.layers.selection.active = _layer(viewer, " vesselness(")
 
 
 def gradient_shot(viewer: napari.Viewer) -> None:
@@ -163,10 +164,10 @@ def gradient_shot(viewer: napari.Viewer) -> None:
     panel.sigma.value = 1.5
     panel.components.value = True
     _run(panel)
-    viewer.layers.remove(_layer(viewer, "∂/∂z"))
+    viewer.layers.remove(_layer(viewer, " ∂/∂z("))
     _middle_slice(viewer, "z")
     viewer.canvas.grid.enabled = True  # one layer per cell, the source first
-    viewer.layers.selection.active = _layer(viewer, "|∇|")
+    viewer.layers.selection.active = _layer(viewer, " |∇|(")
 
 
 #: file name -> what to show in it

@@ -92,6 +92,34 @@ def test_replace_runs_only_the_newest(viewer, qtbot):
     assert (viewer.layers["test result"].data == 3).all()
 
 
+def test_same_name_updates_that_layer_and_a_live_slot_follows_new_names(viewer, qtbot):
+    layer = viewer.add_image(np.zeros((4, 4)), name="src")
+    runner = Runner(viewer)
+
+    def run(name, value, slot=None):
+        plan = slow_plan(total=1, delay=0, result=np.full((2, 2), float(value)))
+        job = Job(
+            title="t",
+            plan=plan,
+            to_layers=lambda result: [(result, {"name": name}, "image")],
+            sources=[layer],
+            live_slot=slot,
+        )
+        assert runner.submit(lambda: job)
+        runner.wait()
+        return viewer.layers[name]
+
+    first = run("a", 1)
+    assert run("a", 2) is first and (first.data == 2).all()  # same parameters: replaced
+    run("b", 3)  # other parameters: a layer of its own
+    live = run("c", 4, slot="live")
+    assert run("d", 5, slot="live") is live and (live.data == 5).all()  # renamed in place
+    assert [layer.name for layer in viewer.layers] == ["src", "a", "b", "d"]
+    assert run("c", 6) is not live  # the live layer's old name is free again
+    assert run("d", 7) is live and (live.data == 7).all()  # its new name is its own
+    assert [layer.name for layer in viewer.layers] == ["src", "a", "b", "d", "c"]
+
+
 def test_bad_input_becomes_a_notification(viewer, qtbot, monkeypatch):
     shown = []
     monkeypatch.setattr(Runner, "notify_error", staticmethod(lambda e: shown.append(str(e))))

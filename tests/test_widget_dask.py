@@ -134,7 +134,8 @@ def test_hessian_and_vesselness_of_a_dask_time_lapse_into_stores(viewer, to_disk
     run_panel(panel)
     assert not errors
     names = [layer.name for layer in viewer.layers]
-    assert names == ["t", "λ1 of 't'", "λ2 of 't'", "λ3 of 't'", "vesselness of 't'"]
+    eigenvalues = [f"t λ{k}(sigma=1.5)" for k in (1, 2, 3)]
+    assert names == ["t", *eigenvalues, "t vesselness(sigma=1.5, ridges=bright)"]
     for frame in range(2):
         expected = vw.hessian_eigenvalues(stack[frame], 1.5, (2, 1, 1))
         for k in range(3):

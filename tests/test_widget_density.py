@@ -64,19 +64,25 @@ def test_parse_window():
             parse_window(bad)
 
 
-#: (mode, edge, window)
-CASES = [("block", "trim", "3, 3"), ("block", "pad", "4, 3"), ("sliding", "trim", "5, 2")]
+#: (mode, edge, window, the result layer's name)
+CASES = [
+    ("block", "trim", "3, 3", "mask density(window=3x3, mode=block)"),
+    ("block", "pad", "4, 3", "mask density(window=4x3, mode=block, edge=pad)"),
+    ("sliding", "trim", "5, 2", "mask density(window=5x2, mode=sliding)"),
+]
+#: the name of a density map of layer 'mask' with the panel's defaults
+DEFAULT_NAME = "mask density(window=3x3, mode=block)"
 
 
 def test_result_equals_density_map_with_style_and_provenance(viewer, binary):
     viewer.add_image(binary, name="mask")
     panel = DensityPanel(viewer)
-    for mode, edge, window in CASES:
+    for mode, edge, window, name in CASES:
         panel.window_edit.value = window
         panel.mode_combo.value = mode
         panel.edge_combo.value = edge
         run_panel(panel)
-        result = viewer.layers["density of 'mask'"]
+        result = viewer.layers[name]
         viewer.layers.remove(result)
         sizes = parse_window(window)
         np.testing.assert_array_equal(result.data, density_map(binary, sizes, mode, 0, edge))
@@ -89,6 +95,23 @@ def test_result_equals_density_map_with_style_and_provenance(viewer, binary):
         assert record["parameters"]["mode"] == mode
 
 
+def test_rerun_with_the_same_parameters_replaces_and_new_ones_add_a_layer(viewer, binary):
+    source = viewer.add_image(binary, name="mask")
+    panel = DensityPanel(viewer)
+    run_panel(panel)
+    first = viewer.layers[DEFAULT_NAME]
+    source.data = ~binary
+    run_panel(panel)
+    assert [layer.name for layer in viewer.layers] == ["mask", DEFAULT_NAME]
+    assert viewer.layers[DEFAULT_NAME] is first
+    np.testing.assert_array_equal(first.data, density_map(~binary, 3))
+    panel.window_edit.value = "4, 4"
+    run_panel(panel)
+    names = ["mask", DEFAULT_NAME, "mask density(window=4x4, mode=block)"]
+    assert [layer.name for layer in viewer.layers] == names
+    np.testing.assert_array_equal(viewer.layers[-1].data, density_map(~binary, 4))
+
+
 def test_labels_with_threshold(viewer):
     labels = np.random.default_rng(6).integers(0, 5, (12, 12))
     viewer.add_labels(labels, name="cells")
@@ -96,7 +119,11 @@ def test_labels_with_threshold(viewer):
     panel.threshold_spin.value = 2.5
     run_panel(panel)
     reference = (labels > 2.5).reshape(4, 3, 4, 3).mean(axis=(1, 3))  # hand-made blocks
-    np.testing.assert_allclose(viewer.layers["density of 'cells'"].data, reference, rtol=1e-6)
+    np.testing.assert_allclose(
+        viewer.layers["cells density(window=3x3, mode=block, threshold=2.5)"].data,
+        reference,
+        rtol=1e-6,
+    )
 
 
 def _window_pixels(index, window, mode):
@@ -117,7 +144,7 @@ def test_overlay_is_centred_on_the_pixels_it_summarises(viewer):
     for mode in ("block", "sliding"):
         panel.mode_combo.value = mode
         run_panel(panel)
-        result = viewer.layers["density of 'mask'"]
+        result = viewer.layers[f"mask density(window=3x4, mode={mode})"]
         viewer.layers.remove(result)
         np.testing.assert_array_equal(result.data, density_map(data, (3, 4), mode))
         assert result.scale[0] == source.scale[0]
@@ -165,7 +192,7 @@ def test_result_comes_from_the_data_as_it_was_when_the_run_began(viewer):
     panel.run()
     layer.data = np.zeros_like(original)  # replaced while the run reads the old data
     panel.runner.wait()
-    result = viewer.layers["density of 'mask'"]
+    result = viewer.layers[DEFAULT_NAME]
     np.testing.assert_array_equal(result.data, density_map(original, (3, 3)))
 
 
@@ -174,12 +201,12 @@ def test_live_updates_the_same_layer(viewer, binary, qtbot):
     panel = DensityPanel(viewer)
     panel.live_check.value = True  # computes at once
     panel.runner.wait()
-    result = viewer.layers["density of 'mask'"]
+    result = viewer.layers[DEFAULT_NAME]
     np.testing.assert_array_equal(result.data, density_map(binary, (3, 3)))
 
     panel.window_edit.value = "2, 5"
     settle(panel, qtbot)
-    assert viewer.layers["density of 'mask'"] is result
+    assert viewer.layers[-1] is result and result.name == "mask density(window=2x5, mode=block)"
     np.testing.assert_array_equal(result.data, density_map(binary, (2, 5)))
     np.testing.assert_allclose(result.scale, np.asarray(source.scale) * (2, 5))
 
@@ -203,7 +230,7 @@ def test_live_burst_of_changes_gives_one_layer_with_the_final_parameters(viewer,
     panel.mode_combo.value = "sliding"
     settle(panel, qtbot)
     assert len(runs) == 1  # the burst was collected into one run
-    (result,) = [layer for layer in viewer.layers if layer.name.startswith("density")]
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("mask density(")]
     expected = density_map(binary, (8, 8), "sliding", threshold=0.8)
     np.testing.assert_array_equal(result.data, expected)
 
@@ -214,7 +241,7 @@ def test_live_follows_a_megapixel_image_quickly(viewer, qtbot):
     panel = DensityPanel(viewer)
     panel.live_check.value = True
     panel.runner.wait()  # first run (compiles the kernels)
-    result = viewer.layers["density of 'mask'"]
+    result = viewer.layers[DEFAULT_NAME]
     started = time.perf_counter()
     panel.window_edit.value = "8, 8"
     qtbot.waitUntil(lambda: result.data.shape == (128, 128), timeout=5000)
@@ -244,7 +271,7 @@ def test_opens_and_works_through_napari(viewer, binary, qtbot):
     assert panel.viewer == viewer
     panel.live_check.value = True
     panel.runner.wait()
-    result = viewer.layers["density of 'mask'"]
+    result = viewer.layers[DEFAULT_NAME]
     np.testing.assert_array_equal(result.data, density_map(binary, 3))
     source.data = ~binary  # edits of the source reach the panel through the proxy
     settle(panel, qtbot)

@@ -52,7 +52,7 @@ def test_hessian_eigenvalues_match_scipy_and_eigvalsh(viewer, shape):
     expected = reference_eigenvalues(data, 1.5, scale)
     largest = np.abs(expected).max()
     for k in range(len(shape)):
-        result = viewer.layers[f"λ{k + 1} of 'vol'"]
+        result = viewer.layers[f"vol λ{k + 1}(sigma=1.5)"]
         np.testing.assert_allclose(result.data, expected[..., k], atol=1e-4 * largest)
         assert_same_geometry(result, layer)
         low, high = result.contrast_limits
@@ -74,7 +74,10 @@ def test_sigma_in_voxels_is_multiplied_by_the_spacing(viewer):
         data, sigma=(2.25, 1.125, 0.5625), spacing=(2.0, 1.0, 0.5), order="abs"
     )
     for k in range(3):
-        np.testing.assert_array_equal(viewer.layers[f"λ{k + 1} of 'vol'"].data, expected[..., k])
+        np.testing.assert_array_equal(
+            viewer.layers[f"vol λ{k + 1}(sigma=2.25x1.125x0.5625, order=abs)"].data,
+            expected[..., k],
+        )
 
 
 def test_4d_hessian_is_computed_frame_by_frame(viewer):
@@ -86,7 +89,7 @@ def test_4d_hessian_is_computed_frame_by_frame(viewer):
     panel.order.value = "ascending"
     run_panel(panel)
     for k in range(3):
-        result = viewer.layers[f"λ{k + 1} of 'movie'"]
+        result = viewer.layers[f"movie λ{k + 1}(sigma=2, order=ascending)"]
         assert result.data.shape == stack.shape
         assert_same_geometry(result, layer)
         for frame in range(3):
@@ -108,7 +111,8 @@ def test_vesselness_from_the_same_eigenvalues(viewer, gamma):
     run_panel(panel)
     eigenvalues = hessian_eigenvalues(data, 1.0, spacing=(1.0, 0.5, 0.5))
     expected = frangi_vesselness(eigenvalues, 0.4, 0.7, gamma or None, "dark")
-    result = viewer.layers["vesselness of 'vol'"]
+    options = "ridges=dark, alpha=0.4, beta=0.7" + (f", gamma={gamma:g}" if gamma else "")
+    result = viewer.layers[f"vol vesselness(sigma=1, {options})"]
     np.testing.assert_allclose(result.data, expected, rtol=1e-6, atol=1e-7)
     assert result.colormap.name == "magma"
     assert result.contrast_limits == pytest.approx([0, expected.max()])
@@ -122,7 +126,7 @@ def test_flat_image_gets_contrast_limits_of_nonzero_width(viewer):
     panel.image.value = layer
     run_panel(panel)
     for k in (1, 2):
-        result = viewer.layers[f"λ{k} of 'flat'"]
+        result = viewer.layers[f"flat λ{k}(sigma=1)"]
         assert np.all(result.data == 0)
         assert tuple(result.contrast_limits) == (-1.0, 1.0)
 
@@ -138,14 +142,14 @@ def test_gradient_matches_numpy_gradient(viewer, shape):
     panel.components.value = True
     run_panel(panel)
     components = np.gradient(data.astype(np.float64), *scale)
-    magnitude = viewer.layers["|∇| of 'vol'"]
+    magnitude = viewer.layers["vol |∇|(sigma=0)"]
     np.testing.assert_allclose(
         magnitude.data, np.sqrt(sum(c**2 for c in components)), rtol=1e-5, atol=1e-6
     )
     assert magnitude.contrast_limits == pytest.approx([0, magnitude.data.max()])
     assert_same_geometry(magnitude, layer)
     for label, component in zip(labels, components, strict=True):
-        result = viewer.layers[f"∂/∂{label} of 'vol'"]
+        result = viewer.layers[f"vol ∂/∂{label}(sigma=0)"]
         np.testing.assert_allclose(result.data, component, rtol=1e-5, atol=1e-6)
         low, high = result.contrast_limits
         assert low == -high > -np.inf and high == pytest.approx(np.abs(component).max())
@@ -159,7 +163,7 @@ def test_gaussian_gradient_without_components_and_default_axis_names(viewer):
     panel.image.value = layer
     panel.sigma.value = 2.0
     run_panel(panel)
-    assert [layer.name for layer in viewer.layers] == ["vol", "|∇| of 'vol'"]
+    assert [layer.name for layer in viewer.layers] == ["vol", "vol |∇|(sigma=2)"]
     sigma_voxels = 2.0 / np.array([2.0, 1.0, 1.0])
     expected = np.sqrt(
         sum(
@@ -168,10 +172,12 @@ def test_gaussian_gradient_without_components_and_default_axis_names(viewer):
             for order, step in zip(np.eye(3, dtype=int), (2.0, 1.0, 1.0), strict=True)
         )
     )
-    np.testing.assert_allclose(viewer.layers["|∇| of 'vol'"].data, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        viewer.layers["vol |∇|(sigma=2)"].data, expected, rtol=1e-4, atol=1e-5
+    )
     panel.components.value = True
     run_panel(panel)
-    assert {"∂/∂z of 'vol'", "∂/∂y of 'vol'", "∂/∂x of 'vol'"} <= {
+    assert {"vol ∂/∂z(sigma=2)", "vol ∂/∂y(sigma=2)", "vol ∂/∂x(sigma=2)"} <= {
         layer.name for layer in viewer.layers
     }
 
@@ -183,8 +189,8 @@ def test_4d_gradient_is_computed_frame_by_frame(viewer):
     panel.image.value = layer
     panel.components.value = True
     run_panel(panel)
-    magnitude = viewer.layers["|∇| of 'movie'"]
-    x_component = viewer.layers["∂/∂x of 'movie'"]
+    magnitude = viewer.layers["movie |∇|(sigma=0)"]
+    x_component = viewer.layers["movie ∂/∂x(sigma=0)"]
     assert magnitude.data.shape == stack.shape
     assert_same_geometry(magnitude, layer)
     for frame in range(3):
@@ -255,8 +261,8 @@ def test_cancel_adds_no_layer(viewer, panel_class):
 @pytest.mark.parametrize(
     ("display_name", "panel_class", "name"),
     [
-        ("Hessian eigenvalues", HessianPanel, "λ1 of 'img'"),
-        ("Gradient", GradientPanel, "|∇| of 'img'"),
+        ("Hessian eigenvalues", HessianPanel, "img λ1(sigma=1)"),
+        ("Gradient", GradientPanel, "img |∇|(sigma=0)"),
     ],
 )
 def test_panels_open_from_the_plugin_menu(make_napari_viewer, display_name, panel_class, name):

@@ -54,7 +54,7 @@ def test_image_masked_by_any_label_keeps_dtype_and_geometry(viewer, dtype):
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = image, labels
     run_panel(panel)
-    result = viewer.layers["'img' masked by 'cells'"]
+    result = viewer.layers["img masked(mask=cells)"]
     np.testing.assert_array_equal(result.data, np.where(mask != 0, data, 0))
     assert result.data.dtype == dtype
     assert result.colormap.name == "viridis"
@@ -73,7 +73,7 @@ def test_one_label_with_nan_fill_gives_float(viewer):
     panel.label_value.value = 2
     panel.fill_value.value = "NaN"
     run_panel(panel)
-    result = viewer.layers["'img' masked by 'cells'"].data
+    result = viewer.layers["img masked(mask=cells, label=2, fill=NaN)"].data
     assert result.dtype.kind == "f"
     np.testing.assert_array_equal(result, np.where(mask == 2, data, np.nan))
 
@@ -92,7 +92,7 @@ def test_image_mask_counts_nonzero_not_nan_as_inside(viewer):
         [[False, True, False, True], [True, False, False, False], [True, True, False, True]]
     )
     np.testing.assert_array_equal(
-        viewer.layers["'img' masked by 'weights'"].data, np.where(inside, data, 0)
+        viewer.layers["img masked(mask=weights)"].data, np.where(inside, data, 0)
     )
 
 
@@ -104,7 +104,7 @@ def test_mask_broadcasts_over_leading_axes(viewer):
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = image, labels
     run_panel(panel)
-    result = viewer.layers["'stack' masked by 'cells'"]
+    result = viewer.layers["stack masked(mask=cells)"]
     np.testing.assert_array_equal(result.data, np.where(mask[None] != 0, data, 0))
     np.testing.assert_array_equal(result.scale, (10.0, 0.5, 2.0))
 
@@ -122,7 +122,7 @@ def test_crop_to_bounding_box_shifts_translate(viewer):
     panel.crop.value = True
     panel.fill_value.value = "NaN"
     run_panel(panel)
-    result = viewer.layers["'stack' masked by 'cells'"]
+    result = viewer.layers["stack masked(mask=cells, fill=NaN, crop)"]
     # bounding box: rows 2..4, columns 1..5; the leading (time) axis is kept whole
     expected = np.where(mask[None] != 0, data, np.nan)[:, 2:5, 1:6]
     np.testing.assert_array_equal(result.data, expected)
@@ -169,7 +169,7 @@ def test_points_inside_mask_go_through_world_coordinates(viewer):
     panel = MaskPanel(viewer)
     panel.target.value, panel.mask.value = points, labels
     run_panel(panel)
-    result = viewer.layers["'spots' inside 'cells'"]
+    result = viewer.layers["spots inside(mask=cells)"]
     keep = [0, 1, 2]
     np.testing.assert_allclose(result.data, data[keep])
     assert result.features["id"].tolist() == keep
@@ -184,14 +184,14 @@ def test_points_inside_mask_go_through_world_coordinates(viewer):
 
     panel.label_value.value = 7  # one label only
     run_panel(panel)
-    result = viewer.layers["'spots' inside 'cells'"]
+    result = viewer.layers["spots inside(mask=cells, label=7)"]
     np.testing.assert_allclose(result.data, data[[1, 2]])
     assert result.features["id"].tolist() == [1, 2]
     np.testing.assert_array_equal(result.size, [2, 3])
 
     panel.label_value.value = 3  # a label no point lies in: an empty layer
     run_panel(panel)
-    result = viewer.layers["'spots' inside 'cells'"]
+    result = viewer.layers["spots inside(mask=cells, label=3)"]
     assert result.data.shape == (0, 2) and len(result.features) == 0
 
 
@@ -207,7 +207,7 @@ def test_points_with_more_dims_use_their_trailing_coordinates(viewer):
     panel.target.value, panel.mask.value = points, labels
     run_panel(panel)
     expected = data[mask[tuple(index.T)]]
-    np.testing.assert_array_equal(viewer.layers["'tracks' inside 'cells'"].data, expected)
+    np.testing.assert_array_equal(viewer.layers["tracks inside(mask=cells)"].data, expected)
 
 
 @pytest.mark.parametrize(
@@ -267,5 +267,5 @@ def test_panel_opens_from_the_plugin_menu(make_napari_viewer):
     panel.target.value, panel.mask.value = image, labels
     run_panel(panel)
     np.testing.assert_array_equal(
-        viewer.layers["'img' masked by 'cells'"].data, np.where(np.eye(3, 4), image.data, 0)
+        viewer.layers["img masked(mask=cells)"].data, np.where(np.eye(3, 4), image.data, 0)
     )

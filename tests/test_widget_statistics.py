@@ -97,7 +97,8 @@ def test_result_layer_values_geometry_and_provenance(viewer, stack):
         panel.statistic_combo.value = statistic
         panel.run()
         panel.runner.wait()
-        result = viewer.layers[f"{statistic} of 'cells' (axis {axis})"]
+        ddof = ", ddof=1" if statistic in ("var", "std", "cv") else ""
+        result = viewer.layers[f"cells {statistic}(axis={axis}{ddof})"]
         np.testing.assert_allclose(result.data, reference(stack, axis), rtol=2e-6)
         keep = [a for a in range(4) if a != axis]
         np.testing.assert_array_equal(result.scale, np.asarray(layer.scale)[keep])
@@ -121,7 +122,7 @@ def test_2d_layer_gives_a_profile_stretched_over_the_image(viewer):
         panel.axis_combo.value = axis
         panel.run()
         panel.runner.wait()
-        result = viewer.layers[f"var of 'plane' (axis {axis})"]
+        result = viewer.layers[f"plane var(axis={axis})"]
         np.testing.assert_allclose(result.data, plane.var(axis=axis, keepdims=True), rtol=1e-12)
         for index in [(0, 0), (result.data.shape[0] - 1, result.data.shape[1] - 1)]:
             # the one pixel's centre is the mean of the centres of the line it summarises
@@ -146,7 +147,7 @@ def test_var_default_answers_the_users_question(viewer):
     panel.axis_combo.value = 3
     panel.run()
     panel.runner.wait()
-    result = viewer.layers["var of 'runs' (axis 3)"]
+    result = viewer.layers["runs var(axis=3)"]
     assert result.data.shape == (10, 10, 10)
     np.testing.assert_allclose(result.data, stack.var(axis=3), rtol=1e-12)
 
@@ -172,7 +173,7 @@ def test_result_comes_from_the_data_as_it_was_when_the_run_began(viewer):
     assert panel.runner.running
     layer.data = np.zeros_like(original)  # replaced while the run reads the old data
     panel.runner.wait()
-    result = viewer.layers["median of 'cells' (axis 0)"]
+    result = viewer.layers["cells median(axis=0)"]
     np.testing.assert_allclose(result.data, np.median(original, axis=0), rtol=1e-6)
 
 
@@ -226,7 +227,7 @@ def test_opens_and_works_through_napari(viewer, monkeypatch):
     assert panel.viewer == viewer
     panel.run()
     panel.runner.wait()
-    result = viewer.layers["var of 'cells' (axis 0)"]
+    result = viewer.layers["cells var(axis=0)"]
     np.testing.assert_allclose(result.data, stack.var(axis=0), rtol=1e-5)
     np.testing.assert_array_equal(result.scale, (0.5, 0.5))
 
@@ -236,4 +237,4 @@ def test_opens_and_works_through_napari(viewer, monkeypatch):
     viewer.layers.remove(layer)
     assert "'cells' was removed" in shown[0]  # the run was cancelled
     panel.runner.wait()
-    assert [layer.name for layer in viewer.layers] == ["var of 'cells' (axis 0)"]
+    assert [layer.name for layer in viewer.layers] == ["cells var(axis=0)"]

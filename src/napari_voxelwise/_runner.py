@@ -87,6 +87,10 @@ class Job:
         The temporary zarr store the result is written to (a chunked run on
         Dask data): recorded in the layers' metadata, removed when the run adds
         no layer, and when the last layer reading it is removed.
+    live_slot : hashable, optional
+        Live mode: the layers of successive jobs with the same slot are updated
+        in place (and renamed to the new parameters) instead of adding one layer
+        per set of parameters.
     """
 
     title: str
@@ -98,6 +102,7 @@ class Job:
     parameters: dict = field(default_factory=dict)
     on_done: Callable[[Any], None] | None = None
     store: str | None = None
+    live_slot: Any = None
 
 
 class Runner:
@@ -130,8 +135,9 @@ class Runner:
         self._pending: Job | None = None
         self._closed = False
         self._kept_store = False
-        #: layers this runner created, by name: live modes update them in place
-        self._created: dict[str, weakref.ReferenceType] = {}
+        #: layers this runner created, by name and by (live slot, index): a rerun with the
+        #: same parameters, or the next live run, updates them in place
+        self._created: dict[Any, weakref.ReferenceType] = {}
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     # ------------------------------------------------------------------ state
@@ -252,7 +258,9 @@ class Runner:
             return  # a source went away while we computed: its result has no place
         try:
             specs = job.to_layers(outcome)
-            added = [self._add_layer(viewer, job, *spec) for spec in specs]
+            added = [
+                self._add_layer(viewer, job, index, *spec) for index, spec in enumerate(specs)
+            ]
         except Exception as error:  # a result napari cannot show: say so, add nothing more
             self.notify_error(error)
             return
@@ -262,7 +270,7 @@ class Runner:
         if self.on_result is not None:
             self.on_result(added)
 
-    def _add_layer(self, viewer, job: Job, data, kwargs: dict, layer_type: str):
+    def _add_layer(self, viewer, job: Job, index: int, data, kwargs: dict, layer_type: str):
         from napari.layers import Layer
 
         kwargs = dict(kwargs)
@@ -276,10 +284,10 @@ class Runner:
         if job.store is not None:
             metadata[METADATA_KEY]["store"] = job.store
         name = kwargs.get("name")
-        existing = self._created.get(name, lambda: None)() if name else None
-        reusable = existing is not None and existing in viewer.layers
-        if reusable and existing._type_string == layer_type:
-            # live mode: update the layer this runner made before, keep the user's view
+        keys = [key for key in (name, _slot_key(job, index)) if key is not None]
+        existing = self._made_before(viewer, keys, layer_type)
+        if existing is not None:
+            # same parameters again, or the next live run: update that layer, keep the view
             existing.data = data
             for key in (
                 "scale",
@@ -290,12 +298,25 @@ class Runner:
                 if key in kwargs:
                     setattr(existing, key, kwargs[key])
             existing.metadata = metadata
-            return existing
-        layer = Layer.create(data, {**kwargs, "metadata": metadata}, layer_type)
-        viewer.add_layer(layer)
-        if name:
-            self._created[name] = weakref.ref(layer)
+            if name and existing.name != name:
+                existing.name = name  # napari keeps names unique
+            layer = existing
+        else:
+            layer = Layer.create(data, {**kwargs, "metadata": metadata}, layer_type)
+            viewer.add_layer(layer)
+        for key in [key for key, ref in self._created.items() if ref() in (layer, None)]:
+            del self._created[key]  # a renamed live layer frees its old name; gone layers
+        for key in keys:
+            self._created[key] = weakref.ref(layer)
         return layer
+
+    def _made_before(self, viewer, keys: list, layer_type: str):
+        """The layer this runner made under one of `keys`, if the viewer still shows it."""
+        for key in keys:
+            layer = self._created.get(key, lambda: None)()
+            if layer is not None and layer in viewer.layers and layer._type_string == layer_type:
+                return layer
+        return None
 
     def _on_finished(self) -> None:
         if self._steps is not None:
@@ -350,6 +371,11 @@ class Runner:
         from napari.utils.notifications import show_info
 
         show_info(message)
+
+
+def _slot_key(job: Job, index: int):
+    """The key of a job's `index`-th layer in its live slot, or None outside live mode."""
+    return None if job.live_slot is None else ("live slot", job.live_slot, index)
 
 
 def _remove_store(path: str) -> None:

@@ -130,3 +130,28 @@ def spatial_geometry(layer) -> dict:
 
     place = geometry(layer)
     return {"scale": place["scale"], "translate": place["translate"]}
+
+
+def result_name(source, operation: str, **parameters) -> str:
+    """``<source> <operation>(<key parameters>)``: the name of a result layer.
+
+    ``result_name(layer, "var", axis=0)`` -> ``"cells var(axis=0)"``. Numbers
+    are written short (``2.0`` -> ``2``), sequences joined by ``x`` (a window
+    ``(3, 3)`` -> ``3x3``), True as the bare key (``crop=True`` -> ``crop``);
+    None and False are left out. Rerunning with the same parameters gives the
+    same name, which is how the runner finds the layer to update.
+    """
+    words = []
+    for key, value in parameters.items():
+        if value is None or value is False:
+            continue
+        words.append(key if value is True else f"{key}={_short(value)}")
+    return f"{getattr(source, 'name', source)} {operation}({', '.join(words)})"
+
+
+def _short(value) -> str:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "x".join(_short(item) for item in value)
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return str(value)

@@ -25,7 +25,7 @@ from ..density import (
     density_shape,
     normalize_window,
 )
-from ._base import Panel, as_dask, is_lazy, layer_data, spatial_geometry
+from ._base import Panel, as_dask, is_lazy, layer_data, result_name, spatial_geometry
 from ._pickers import follow_layers, layer_picker
 
 #: live mode turns itself off for layers with more elements than this
@@ -184,7 +184,14 @@ class DensityPanel(Panel):
         else:
             plan = density_plan(data, **options)
         kwargs = {
-            "name": f"density of '{layer.name}'",
+            "name": result_name(
+                layer,
+                "density",
+                window=window,
+                mode=mode,
+                edge=edge if mode == "block" and edge != "trim" else None,
+                threshold=threshold or None,
+            ),
             "colormap": "inferno",
             "contrast_limits": [0.0, 1.0],
             "opacity": 0.6,
@@ -203,6 +210,8 @@ class DensityPanel(Panel):
             operation="density_map",
             parameters=parameters,
             store=store,
+            # live: one overlay per source layer, updated in place as the parameters change
+            live_slot=("density", layer.unique_id) if self.live_check.value else None,
         )
 
     # --------------------------------------------------------------- live mode

@@ -35,13 +35,23 @@ from ..differential import (
     hessian_eigenvalues,
     hessian_eigenvalues_plan,
 )
-from ._base import Panel, as_dask, is_lazy, layer_data, lazy_over_frames, sibling_store
+from ._base import (
+    Panel,
+    as_dask,
+    is_lazy,
+    layer_data,
+    lazy_over_frames,
+    result_name,
+    sibling_store,
+)
 from ._pickers import axis_names, follow_layers, geometry, is_plain_image, layer_picker
 
 #: diverging colormap of signed results (eigenvalues, gradient components)
 SIGNED_COLORMAP = "PiYG"
 #: colormap of non-negative results (vesselness, gradient magnitude)
 MAGNITUDE_COLORMAP = "magma"
+#: Frangi's alpha and beta by default (as scikit-image's frangi); left out of layer names
+FRANGI_DEFAULT = 0.5
 #: temporaries of the slab engine beyond the result: a fraction of it plus a constant
 WORK_FRACTION, WORK_BYTES = 0.25, 64 * 2**20
 
@@ -138,10 +148,10 @@ def magnitude_limits(array: np.ndarray) -> tuple[float, float]:
 class HessianPanel(_DerivativePanel):
     """Eigenvalues of every voxel's Hessian matrix, and optionally Frangi's vesselness.
 
-    One Image layer per eigenvalue ("λ1 of 'name'", ...) with a diverging
+    One Image layer per eigenvalue ("name λ1(sigma=2)", ...) with a diverging
     colormap and contrast limits symmetric about 0; with "Frangi
-    vesselness" checked, also "vesselness of 'name'", computed from the same
-    eigenvalues in the same run.
+    vesselness" checked, also "name vesselness(sigma=2, ridges=bright)",
+    computed from the same eigenvalues in the same run.
 
     Parameters
     ----------
@@ -177,7 +187,7 @@ class HessianPanel(_DerivativePanel):
         )
         self.alpha = FloatSpinBox(
             label="alpha",
-            value=0.5,
+            value=FRANGI_DEFAULT,
             min=0.0,
             max=100.0,
             step=0.05,
@@ -185,7 +195,7 @@ class HessianPanel(_DerivativePanel):
         )
         self.beta = FloatSpinBox(
             label="beta",
-            value=0.5,
+            value=FRANGI_DEFAULT,
             min=0.0,
             max=100.0,
             step=0.05,
@@ -285,6 +295,15 @@ class HessianPanel(_DerivativePanel):
             return eigenvalues, limits, measure
 
         place, name = geometry(layer), layer.name
+        key_parameters = {"sigma": sigma, "order": order if order != "descending" else None}
+        if vesselness:
+            vesselness_parameters = {
+                "sigma": sigma,
+                "ridges": frangi["ridges"],
+                "alpha": frangi["alpha"] if frangi["alpha"] != FRANGI_DEFAULT else None,
+                "beta": frangi["beta"] if frangi["beta"] != FRANGI_DEFAULT else None,
+                "gamma": frangi["gamma"],
+            }
 
         def to_layers(result):
             eigenvalues, limits, measure = result
@@ -292,7 +311,7 @@ class HessianPanel(_DerivativePanel):
                 (
                     eigenvalues[..., k],
                     {
-                        "name": f"λ{k + 1} of '{name}'",
+                        "name": result_name(name, f"λ{k + 1}", **key_parameters),
                         "colormap": SIGNED_COLORMAP,
                         "contrast_limits": limits[k],
                         **place,
@@ -304,7 +323,7 @@ class HessianPanel(_DerivativePanel):
             if measure is not None:
                 values, value_limits = measure
                 kwargs = {
-                    "name": f"vesselness of '{name}'",
+                    "name": result_name(name, "vesselness", **vesselness_parameters),
                     "colormap": MAGNITUDE_COLORMAP,
                     "contrast_limits": value_limits,
                     **place,
@@ -393,9 +412,12 @@ class GradientPanel(_DerivativePanel):
                 ]
             return outcome
 
-        names = [f"|∇| of '{layer.name}'"]
+        names = [result_name(layer, "|∇|", sigma=sigma)]
         if components:
-            names += [f"∂/∂{axis} of '{layer.name}'" for axis in axis_names(layer, spatial)]
+            names += [
+                result_name(layer, f"∂/∂{axis}", sigma=sigma)
+                for axis in axis_names(layer, spatial)
+            ]
 
         place = geometry(layer)
 

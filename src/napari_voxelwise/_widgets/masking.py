@@ -30,7 +30,7 @@ from magicgui.widgets import CheckBox, ComboBox, SpinBox
 from .._plan import Plan
 from .._runner import Job
 from ..masking import apply_mask, apply_mask_plan, fill_dtype
-from ._base import Panel, as_dask, is_lazy, layer_data
+from ._base import Panel, as_dask, is_lazy, layer_data, result_name
 from ._pickers import (
     follow_layers,
     geometry,
@@ -139,12 +139,18 @@ class MaskPanel(Panel):
         data = layer_data(mask_layer, "mask")
         data = as_dask(data) if is_lazy(data) else data
         if isinstance(mask_layer, Labels):
-            label = int(self.label_value.value)
+            label = self._chosen_label(mask_layer)
             return data != 0 if label == 0 else data == label
         inside = data != 0
         if data.dtype.kind == "f":
             inside &= ~np.isnan(data)
         return inside
+
+    def _chosen_label(self, mask_layer) -> int:
+        """The label that counts as inside a Labels mask (0: any nonzero); 0 for an Image mask."""
+        from napari.layers import Labels
+
+        return int(self.label_value.value) if isinstance(mask_layer, Labels) else 0
 
     def _image_job(self, target, image, mask_layer, inside: np.ndarray) -> Job:
         mask_ndim = inside.ndim
@@ -165,8 +171,16 @@ class MaskPanel(Panel):
             )
         fill_name = self.fill_value.value
         fill = FILL_VALUES[fill_name]
-        kwargs = {"name": f"'{target.name}' masked by '{mask_layer.name}'", **geometry(target)}
         crop = bool(self.crop.value)
+        name = result_name(
+            target,
+            "masked",
+            mask=mask_layer.name,
+            label=self._chosen_label(mask_layer) or None,
+            fill=fill_name if fill_name != "0" else None,
+            crop=crop,
+        )
+        kwargs = {"name": name, **geometry(target)}
         if crop and is_lazy(inside):
             raise ValueError(
                 f"crop: the mask '{mask_layer.name}' is a Dask/zarr layer, and finding its "
@@ -234,7 +248,12 @@ class MaskPanel(Panel):
         }
 
         fixed = {
-            "name": f"'{target.name}' inside '{mask_layer.name}'",
+            "name": result_name(
+                target,
+                "inside",
+                mask=mask_layer.name,
+                label=self._chosen_label(mask_layer) or None,
+            ),
             "border_width_is_relative": target.border_width_is_relative,
             **geometry(target),
         }

@@ -21,7 +21,7 @@ from ..statistics import (
     frame_norms_plan,
     statistic_plan,
 )
-from ._base import Panel, as_dask, is_lazy, layer_data, spatial_geometry
+from ._base import Panel, as_dask, is_lazy, layer_data, result_name, spatial_geometry
 from ._pickers import follow_layers, layer_picker
 
 #: statistics that use `ddof`
@@ -227,7 +227,7 @@ class StatisticsPanel(Panel):
         else:
             plan = statistic_plan(data, statistic, axis=axis, ddof=ddof)
             memory = _statistic_memory(data, statistic, axis)
-        name = f"{statistic} of '{layer.name}' (axis {axis})"
+        name = result_name(layer, statistic, axis=axis, ddof=ddof or None)
         kwargs = {"name": name, **reduced_geometry(layer, axis)}
         parameters = {"statistic": statistic, "axis": axis}
         if statistic in DDOF_STATISTICS:
