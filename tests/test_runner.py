@@ -120,6 +120,24 @@ def test_same_name_updates_that_layer_and_a_live_slot_follows_new_names(viewer, 
     assert [layer.name for layer in viewer.layers] == ["src", "a", "b", "d", "c"]
 
 
+def test_a_layer_of_the_same_name_and_operation_is_updated_by_any_runner(viewer, qtbot):
+    layer = viewer.add_image(np.zeros((4, 4)), name="src")
+
+    def run(runner, value, operation):
+        job = image_job(layer, slow_plan(total=1, delay=0, result=np.full((2, 2), value)))
+        job.operation = operation
+        assert runner.submit(lambda: job)
+        runner.wait()
+        return viewer.layers[-1]
+
+    first = run(Runner(viewer), 1.0, "test")
+    assert run(Runner(viewer), 2.0, "test") is first  # a panel opened again
+    assert (first.data == 2).all() and len(viewer.layers) == 2
+    other = run(Runner(viewer), 3.0, "another operation")
+    assert other is not first and other.name == "test result [1]"
+    assert (first.data == 2).all()
+
+
 def test_bad_input_becomes_a_notification(viewer, qtbot, monkeypatch):
     shown = []
     monkeypatch.setattr(Runner, "notify_error", staticmethod(lambda e: shown.append(str(e))))

@@ -68,8 +68,14 @@ def test_large_result_goes_to_a_temporary_store_removed_with_its_layer(viewer, t
     assert isinstance(result.data, da.Array) and os.path.isdir(store)
     np.testing.assert_allclose(result.data.compute(), data.mean(axis=0), rtol=1e-6)
     assert "zarr" in panel.where.value
-    viewer.layers.remove(result)
+    run_panel(panel)  # the same parameters again: the layer reads a new store, the old one goes
+    assert viewer.layers[-1] is result and len(viewer.layers) == 2
+    new_store = result.metadata[METADATA_KEY]["store"]
+    assert new_store != store and os.path.isdir(new_store)
     assert not os.path.exists(os.path.dirname(store))
+    np.testing.assert_allclose(result.data.compute(), data.mean(axis=0), rtol=1e-6)
+    viewer.layers.remove(result)
+    assert not os.path.exists(os.path.dirname(new_store))
 
 
 def test_cancelled_run_leaves_no_store(viewer, to_disk, qtbot):

@@ -285,7 +285,7 @@ class Runner:
             metadata[METADATA_KEY]["store"] = job.store
         name = kwargs.get("name")
         keys = [key for key in (name, _slot_key(job, index)) if key is not None]
-        existing = self._made_before(viewer, keys, layer_type)
+        existing = self._made_before(viewer, job, keys, layer_type)
         if existing is not None:
             # same parameters again, or the next live run: update that layer, keep the view
             existing.data = data
@@ -297,7 +297,10 @@ class Runner:
             ):
                 if key in kwargs:
                     setattr(existing, key, kwargs[key])
+            old_store = existing.metadata.get(METADATA_KEY, {}).get("store")
             existing.metadata = metadata
+            if old_store is not None and old_store != job.store:
+                self._remove_unread_store(old_store)  # the layer no longer reads it
             if name and existing.name != name:
                 existing.name = name  # napari keeps names unique
             layer = existing
@@ -310,11 +313,22 @@ class Runner:
             self._created[key] = weakref.ref(layer)
         return layer
 
-    def _made_before(self, viewer, keys: list, layer_type: str):
-        """The layer this runner made under one of `keys`, if the viewer still shows it."""
+    def _made_before(self, viewer, job: Job, keys: list, layer_type: str):
+        """The layer to update instead of adding one, or None.
+
+        One this runner made under one of `keys` (a name or a live slot), or
+        else a layer of that name made by the same operation (by another panel
+        of the same kind, or this one before it was closed and opened again).
+        """
         for key in keys:
             layer = self._created.get(key, lambda: None)()
             if layer is not None and layer in viewer.layers and layer._type_string == layer_type:
+                return layer
+        name = keys[0] if keys and isinstance(keys[0], str) else None
+        if name is not None and name in viewer.layers:
+            layer = viewer.layers[name]
+            record = layer.metadata.get(METADATA_KEY, {})
+            if record.get("operation") == job.operation and layer._type_string == layer_type:
                 return layer
         return None
 
@@ -335,17 +349,23 @@ class Runner:
         if pending is not None and self.viewer is not None:
             self._start(pending)
 
+    def _remove_unread_store(self, store: str) -> None:
+        """Remove temporary `store` once no layer of the viewer reads it."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        readers = [
+            layer
+            for layer in viewer.layers
+            if layer.metadata.get(METADATA_KEY, {}).get("store") == store
+        ]
+        if not readers:
+            _remove_store(store)
+
     def _on_layer_removed(self, event) -> None:
         store = event.value.metadata.get(METADATA_KEY, {}).get("store")
-        viewer = self.viewer
-        if store is not None and viewer is not None:
-            readers = [
-                layer
-                for layer in viewer.layers
-                if layer.metadata.get(METADATA_KEY, {}).get("store") == store
-            ]
-            if not readers:
-                _remove_store(store)
+        if store is not None:
+            self._remove_unread_store(store)
         job = self._job
         if job is not None and any(event.value is layer for layer in job.sources):
             self._pending = None
