@@ -253,6 +253,33 @@ def extremum_lines(x, o0, o1, want_max, skipna, out):
 
 
 @njit(**_JIT_REASSOC)
+def _row_norm_term(row, kind, power, acc):
+    """Norm term of one contiguous row (sum of squares, of ``|x|``, of ``|x|**power``,
+    or the maximum of ``|x|`` and ``acc``, NaN winning) added to (or merged with) ``acc``.
+
+    Indices run from 0 over a 1-D view so that LLVM vectorises the loops.
+    """
+    if kind == NORM_MAX:
+        for j in range(row.shape[0]):
+            a = abs(np.float64(row[j]))
+            if a > acc or a != a:
+                acc = a
+        return acc
+    total = 0.0
+    if kind == NORM_SQUARES:
+        for j in range(row.shape[0]):
+            v = np.float64(row[j])
+            total += v * v
+    elif kind == NORM_ABS:
+        for j in range(row.shape[0]):
+            total += abs(np.float64(row[j]))
+    else:
+        for j in range(row.shape[0]):
+            total += abs(np.float64(row[j])) ** power
+    return acc + total
+
+
+@njit(**_JIT_REASSOC)
 def frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial):
     """Accumulate per-frame norm terms of ``x`` (outer, n, inner) into ``partial`` (n,).
 
@@ -262,26 +289,41 @@ def frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial):
     n = x.shape[1]
     for o in range(o0, o1):
         for i in range(n):
-            acc = 0.0
-            if kind == NORM_MAX:
-                acc = partial[i]
-                for j in range(j0, j1):
-                    a = abs(np.float64(x[o, i, j]))
-                    if a > acc or a != a:
-                        acc = a
-                partial[i] = acc
-                continue
-            if kind == NORM_SQUARES:
-                for j in range(j0, j1):
-                    v = np.float64(x[o, i, j])
-                    acc += v * v
-            elif kind == NORM_ABS:
-                for j in range(j0, j1):
-                    acc += abs(np.float64(x[o, i, j]))
-            else:
-                for j in range(j0, j1):
-                    acc += abs(np.float64(x[o, i, j])) ** power
-            partial[i] += acc
+            partial[i] = _row_norm_term(x[o, i, j0:j1], kind, power, partial[i])
+
+
+@njit(**_JIT_REASSOC)
+def _interleaved_terms(a, b, c, d, kind, power, acc):
+    """``acc[k]`` += the norm terms of ``a[k]``, ``b[k]``, ``c[k]`` and ``d[k]`` (see below)."""
+    if kind == NORM_SQUARES:
+        for k in range(acc.shape[0]):
+            va = np.float64(a[k])
+            vb = np.float64(b[k])
+            vc = np.float64(c[k])
+            vd = np.float64(d[k])
+            acc[k] += (va * va + vb * vb) + (vc * vc + vd * vd)
+    elif kind == NORM_ABS:
+        for k in range(acc.shape[0]):
+            va = abs(np.float64(a[k]))
+            vb = abs(np.float64(b[k]))
+            vc = abs(np.float64(c[k]))
+            vd = abs(np.float64(d[k]))
+            acc[k] += (va + vb) + (vc + vd)
+    elif kind == NORM_MAX:
+        for k in range(acc.shape[0]):
+            best = acc[k]
+            for v in (a[k], b[k], c[k], d[k]):
+                m = abs(np.float64(v))
+                if m > best or m != m:
+                    best = m
+            acc[k] = best
+    else:
+        for k in range(acc.shape[0]):
+            va = abs(np.float64(a[k])) ** power
+            vb = abs(np.float64(b[k])) ** power
+            vc = abs(np.float64(c[k])) ** power
+            vd = abs(np.float64(d[k])) ** power
+            acc[k] += (va + vb) + (vc + vd)
 
 
 @njit(**_JIT_REASSOC)
@@ -290,29 +332,25 @@ def frame_norm_partials_flat(flat, start, stop, n, kind, power, partial):
 
     ``flat[start:stop]`` holds whole groups of ``n`` values, one per frame
     (``start`` a multiple of ``n``): the layout of a C-contiguous stack reduced
-    along its last axis. Accumulates over blocks of a multiple of ``n``
-    elements so that the inner loop is long and vectorised.
+    along its last axis. Accumulates ``acc[k]`` over blocks of ``width`` (a
+    multiple of ``n``) elements, four blocks per pass, so that the inner loop
+    is long, vectorised and touches ``acc`` once per four blocks.
     """
     width = n * max(1, 256 // n)
     acc = np.zeros(width)
     block = start
+    while block + 4 * width <= stop:
+        a = flat[block : block + width]
+        b = flat[block + width : block + 2 * width]
+        c = flat[block + 2 * width : block + 3 * width]
+        d = flat[block + 3 * width : block + 4 * width]
+        _interleaved_terms(a, b, c, d, kind, power, acc)
+        block += 4 * width
     while block < stop:
         count = min(width, stop - block)
-        if kind == NORM_SQUARES:
-            for k in range(count):
-                v = np.float64(flat[block + k])
-                acc[k] += v * v
-        elif kind == NORM_ABS:
-            for k in range(count):
-                acc[k] += abs(np.float64(flat[block + k]))
-        elif kind == NORM_MAX:
-            for k in range(count):
-                a = abs(np.float64(flat[block + k]))
-                if a > acc[k] or a != a:
-                    acc[k] = a
-        else:
-            for k in range(count):
-                acc[k] += abs(np.float64(flat[block + k])) ** power
+        row = flat[block : block + count]
+        for k in range(count):
+            acc[k] = _row_norm_term(row[k : k + 1], kind, power, acc[k])
         block += width
     for k in range(width):
         i = k % n
