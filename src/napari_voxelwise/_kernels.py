@@ -90,6 +90,75 @@ def _careful_moment(line, stat, ddof):
     return math.sqrt(squares / (n - ddof)) / mean  # cv: the scale cancels
 
 
+#: Voxels per tile of `moment_statistic` (its float64 sums stay in the L1 cache).
+_MOMENT_TILE = 1024
+
+
+@njit(**_JIT_CONTRACT)
+def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
+    """Add rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` (minus ``shift``) to the sums.
+
+    ``sums[:m]`` accumulates the values and, if `with_squares`, ``sums[T:T + m]``
+    their squares (``T = _MOMENT_TILE``, a compile-time constant): one written array,
+    so LLVM's aliasing checks stay few and the loops vectorise. Four rows per
+    pass (eight for the plain sum) load and store the float64 sums once. Row
+    views indexed from 0 let LLVM vectorise.
+    """
+    i = i0
+    if with_squares:
+        while i + 4 <= i1:
+            r0 = x[o, i, t0 : t0 + m]
+            r1 = x[o, i + 1, t0 : t0 + m]
+            r2 = x[o, i + 2, t0 : t0 + m]
+            r3 = x[o, i + 3, t0 : t0 + m]
+            for j in range(m):
+                k = shift[j]
+                a = r0[j] - k
+                b = r1[j] - k
+                c = r2[j] - k
+                d = r3[j] - k
+                sums[j] += (a + b) + (c + d)
+                sums[_MOMENT_TILE + j] += (a * a + b * b) + (c * c + d * d)
+            i += 4
+        while i < i1:
+            r0 = x[o, i, t0 : t0 + m]
+            for j in range(m):
+                a = r0[j] - shift[j]
+                sums[j] += a
+                sums[_MOMENT_TILE + j] += a * a
+            i += 1
+        return
+    while i + 8 <= i1:
+        r0 = x[o, i, t0 : t0 + m]
+        r1 = x[o, i + 1, t0 : t0 + m]
+        r2 = x[o, i + 2, t0 : t0 + m]
+        r3 = x[o, i + 3, t0 : t0 + m]
+        r4 = x[o, i + 4, t0 : t0 + m]
+        r5 = x[o, i + 5, t0 : t0 + m]
+        r6 = x[o, i + 6, t0 : t0 + m]
+        r7 = x[o, i + 7, t0 : t0 + m]
+        for j in range(m):
+            sums[j] += (
+                (np.float64(r0[j]) + np.float64(r1[j])) + (np.float64(r2[j]) + np.float64(r3[j]))
+            ) + ((np.float64(r4[j]) + np.float64(r5[j])) + (np.float64(r6[j]) + np.float64(r7[j])))
+        i += 8
+    while i + 4 <= i1:
+        r0 = x[o, i, t0 : t0 + m]
+        r1 = x[o, i + 1, t0 : t0 + m]
+        r2 = x[o, i + 2, t0 : t0 + m]
+        r3 = x[o, i + 3, t0 : t0 + m]
+        for j in range(m):
+            sums[j] += (np.float64(r0[j]) + np.float64(r1[j])) + (
+                np.float64(r2[j]) + np.float64(r3[j])
+            )
+        i += 4
+    while i < i1:
+        r0 = x[o, i, t0 : t0 + m]
+        for j in range(m):
+            sums[j] += np.float64(r0[j])
+        i += 1
+
+
 @njit(**_JIT)
 def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     """Mean, variance, std, cv or sum along axis 1 of ``x`` (outer, n, inner).
@@ -97,15 +166,17 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
-    the inner axis, four rows at a time. NaN and inf propagate as in NumPy.
+    the inner axis, up to eight rows at a time (`_add_rows`). The mean and the
+    sum need no shift and no squares. NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
     first = 1 if shifted else 0
-    tile = 1024
-    shift = np.empty(tile)
-    total = np.empty(tile)
-    squares = np.empty(tile)
+    tile = _MOMENT_TILE
+    shift = np.zeros(tile)
+    sums = np.empty(2 * tile)
+    total = sums[:tile]
+    squares = sums[tile:]
     for o in range(o0, o1):
         for t0 in range(j0, j1, tile):
             m = min(tile, j1 - t0)
@@ -113,33 +184,9 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
                 row = x[o, 0, t0 : t0 + m]
                 for j in range(m):
                     shift[j] = row[j]
-            else:
-                shift[:m] = 0.0
             total[:m] = 0.0
             squares[:m] = 0.0
-            # row views with non-negative indices let LLVM vectorise the loops
-            i = first
-            while i + 4 <= n:
-                row_a = x[o, i, t0 : t0 + m]
-                row_b = x[o, i + 1, t0 : t0 + m]
-                row_c = x[o, i + 2, t0 : t0 + m]
-                row_d = x[o, i + 3, t0 : t0 + m]
-                for j in range(m):
-                    k = shift[j]
-                    a = row_a[j] - k
-                    b = row_b[j] - k
-                    c = row_c[j] - k
-                    d = row_d[j] - k
-                    total[j] += (a + b) + (c + d)
-                    squares[j] += (a * a + b * b) + (c * c + d * d)
-                i += 4
-            while i < n:
-                row_a = x[o, i, t0 : t0 + m]
-                for j in range(m):
-                    a = row_a[j] - shift[j]
-                    total[j] += a
-                    squares[j] += a * a
-                i += 1
+            _add_rows(x, o, first, n, t0, m, shift, sums, shifted)
             _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m])
             if shifted:  # squares now holds the variances: redo the overflowed ones
                 for j in range(m):
