@@ -260,3 +260,72 @@ def test_frame_norms_nan_propagates():
 def test_bad_input_is_refused_naming_the_parameter(call, error, names):
     with pytest.raises(error, match=names):
         call()
+
+
+# ------------------------------------------------- kernel paths (row groups, tiles, tasks)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 8, 9, 12, 13, 17])
+@pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std", "cv"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_moments_for_every_row_grouping_and_tile_edge(length, statistic, dtype):
+    """Lengths hitting the 8-, 4- and 1-row passes; inner sizes across the 1024-voxel tile."""
+    stack = random_data((2, length, 2050), dtype, seed=length) + 1  # cv: no zero mean
+    expected = _reference(stack, statistic, 1, ddof=0)
+    result = axis_statistic(stack, statistic, axis=1, workers=1)
+    np.testing.assert_allclose(result, expected, rtol=float_rtol(result) * 3)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std"])
+def test_moments_nan_and_inf_in_any_row(statistic):
+    stack = random_data((11, 3, 1030), np.float32, seed=2)
+    stack[0, 0, 5] = np.nan  # the first row (the shift)
+    stack[9, 1, 1029] = np.nan  # a row of the 1-row pass, last voxel of a tile edge
+    stack[5, 2, 1024] = np.inf  # a row of the 8-row pass, first voxel of the second tile
+    stack[10, 0, 7] = -np.inf
+    with np.errstate(all="ignore"):
+        expected = _reference(stack, statistic, 0)
+    result = axis_statistic(stack, statistic, axis=0, workers=1)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=2e-6)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "var", "min", "max"])
+def test_statistics_split_into_tasks_equal_one_task(statistic):
+    """A stack big enough for several tasks: the tasks' boundaries do not show."""
+    stack = random_data((3, 700, 1031), np.float32, seed=4)
+    one = axis_statistic(stack, statistic, axis=0, workers=1)
+    many = axis_statistic(stack, statistic, axis=0, workers=4)
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_allclose(many, _reference(stack, statistic, 0), rtol=2e-6)
+
+
+@pytest.mark.parametrize("frames", [1, 3, 8, 255, 300])
+@pytest.mark.parametrize("ord", [1, 2, 3, np.inf])
+def test_frame_norms_of_interleaved_frames(frames, ord):
+    """Frames along the last axis of a contiguous stack: four blocks per pass plus a rest."""
+    voxels = 4 * max(1, 256 // frames) * 3 + 5  # whole four-block passes and a remainder
+    stack = random_data((voxels, frames), np.float32, seed=frames) - 0.5
+    expected = [np.linalg.norm(stack[:, i].astype(np.float64), ord) for i in range(frames)]
+    np.testing.assert_allclose(
+        frame_norms(stack, axis=-1, ord=ord, workers=1), expected, rtol=1e-12
+    )
+    stack[voxels - 1, frames - 1] = np.nan  # in the remainder
+    stack[0, 0] = np.nan  # in the four-block part
+    result = frame_norms(stack, axis=-1, ord=ord, workers=1)
+    assert np.isnan(result[0]) and np.isnan(result[-1])
+    if frames > 2:
+        np.testing.assert_allclose(result[1:-1], expected[1:-1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_frame_norms_split_into_tasks_equal_numpy(axis):
+    stack = random_data((8, 300, 1031), np.float32, seed=5)
+    moved = np.moveaxis(stack, axis, 0)
+    expected = [np.linalg.norm(m.astype(np.float64)) for m in moved]
+    for workers in (1, 4):
+        np.testing.assert_allclose(
+            frame_norms(stack, axis=axis, workers=workers), expected, rtol=1e-12
+        )

@@ -90,6 +90,75 @@ def _careful_moment(line, stat, ddof):
     return math.sqrt(squares / (n - ddof)) / mean  # cv: the scale cancels
 
 
+#: Voxels per tile of `moment_statistic` (its float64 sums stay in the L1 cache).
+_MOMENT_TILE = 1024
+
+
+@njit(**_JIT_CONTRACT)
+def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
+    """Add rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` (minus ``shift``) to the sums.
+
+    ``sums[:m]`` accumulates the values and, if `with_squares`, ``sums[T:T + m]``
+    their squares (``T = _MOMENT_TILE``, a compile-time constant): one written array,
+    so LLVM's aliasing checks stay few and the loops vectorise. Four rows per
+    pass (eight for the plain sum) load and store the float64 sums once. Row
+    views indexed from 0 let LLVM vectorise.
+    """
+    i = i0
+    if with_squares:
+        while i + 4 <= i1:
+            r0 = x[o, i, t0 : t0 + m]
+            r1 = x[o, i + 1, t0 : t0 + m]
+            r2 = x[o, i + 2, t0 : t0 + m]
+            r3 = x[o, i + 3, t0 : t0 + m]
+            for j in range(m):
+                k = shift[j]
+                a = r0[j] - k
+                b = r1[j] - k
+                c = r2[j] - k
+                d = r3[j] - k
+                sums[j] += (a + b) + (c + d)
+                sums[_MOMENT_TILE + j] += (a * a + b * b) + (c * c + d * d)
+            i += 4
+        while i < i1:
+            r0 = x[o, i, t0 : t0 + m]
+            for j in range(m):
+                a = r0[j] - shift[j]
+                sums[j] += a
+                sums[_MOMENT_TILE + j] += a * a
+            i += 1
+        return
+    while i + 8 <= i1:
+        r0 = x[o, i, t0 : t0 + m]
+        r1 = x[o, i + 1, t0 : t0 + m]
+        r2 = x[o, i + 2, t0 : t0 + m]
+        r3 = x[o, i + 3, t0 : t0 + m]
+        r4 = x[o, i + 4, t0 : t0 + m]
+        r5 = x[o, i + 5, t0 : t0 + m]
+        r6 = x[o, i + 6, t0 : t0 + m]
+        r7 = x[o, i + 7, t0 : t0 + m]
+        for j in range(m):
+            sums[j] += (
+                (np.float64(r0[j]) + np.float64(r1[j])) + (np.float64(r2[j]) + np.float64(r3[j]))
+            ) + ((np.float64(r4[j]) + np.float64(r5[j])) + (np.float64(r6[j]) + np.float64(r7[j])))
+        i += 8
+    while i + 4 <= i1:
+        r0 = x[o, i, t0 : t0 + m]
+        r1 = x[o, i + 1, t0 : t0 + m]
+        r2 = x[o, i + 2, t0 : t0 + m]
+        r3 = x[o, i + 3, t0 : t0 + m]
+        for j in range(m):
+            sums[j] += (np.float64(r0[j]) + np.float64(r1[j])) + (
+                np.float64(r2[j]) + np.float64(r3[j])
+            )
+        i += 4
+    while i < i1:
+        r0 = x[o, i, t0 : t0 + m]
+        for j in range(m):
+            sums[j] += np.float64(r0[j])
+        i += 1
+
+
 @njit(**_JIT)
 def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     """Mean, variance, std, cv or sum along axis 1 of ``x`` (outer, n, inner).
@@ -97,15 +166,17 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
-    the inner axis, four rows at a time. NaN and inf propagate as in NumPy.
+    the inner axis, up to eight rows at a time (`_add_rows`). The mean and the
+    sum need no shift and no squares. NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
     first = 1 if shifted else 0
-    tile = 1024
-    shift = np.empty(tile)
-    total = np.empty(tile)
-    squares = np.empty(tile)
+    tile = _MOMENT_TILE
+    shift = np.zeros(tile)
+    sums = np.empty(2 * tile)
+    total = sums[:tile]
+    squares = sums[tile:]
     for o in range(o0, o1):
         for t0 in range(j0, j1, tile):
             m = min(tile, j1 - t0)
@@ -113,33 +184,9 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
                 row = x[o, 0, t0 : t0 + m]
                 for j in range(m):
                     shift[j] = row[j]
-            else:
-                shift[:m] = 0.0
             total[:m] = 0.0
             squares[:m] = 0.0
-            # row views with non-negative indices let LLVM vectorise the loops
-            i = first
-            while i + 4 <= n:
-                row_a = x[o, i, t0 : t0 + m]
-                row_b = x[o, i + 1, t0 : t0 + m]
-                row_c = x[o, i + 2, t0 : t0 + m]
-                row_d = x[o, i + 3, t0 : t0 + m]
-                for j in range(m):
-                    k = shift[j]
-                    a = row_a[j] - k
-                    b = row_b[j] - k
-                    c = row_c[j] - k
-                    d = row_d[j] - k
-                    total[j] += (a + b) + (c + d)
-                    squares[j] += (a * a + b * b) + (c * c + d * d)
-                i += 4
-            while i < n:
-                row_a = x[o, i, t0 : t0 + m]
-                for j in range(m):
-                    a = row_a[j] - shift[j]
-                    total[j] += a
-                    squares[j] += a * a
-                i += 1
+            _add_rows(x, o, first, n, t0, m, shift, sums, shifted)
             _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m])
             if shifted:  # squares now holds the variances: redo the overflowed ones
                 for j in range(m):
@@ -253,6 +300,33 @@ def extremum_lines(x, o0, o1, want_max, skipna, out):
 
 
 @njit(**_JIT_REASSOC)
+def _row_norm_term(row, kind, power, acc):
+    """Norm term of one contiguous row (sum of squares, of ``|x|``, of ``|x|**power``,
+    or the maximum of ``|x|`` and ``acc``, NaN winning) added to (or merged with) ``acc``.
+
+    Indices run from 0 over a 1-D view so that LLVM vectorises the loops.
+    """
+    if kind == NORM_MAX:
+        for j in range(row.shape[0]):
+            a = abs(np.float64(row[j]))
+            if a > acc or a != a:
+                acc = a
+        return acc
+    total = 0.0
+    if kind == NORM_SQUARES:
+        for j in range(row.shape[0]):
+            v = np.float64(row[j])
+            total += v * v
+    elif kind == NORM_ABS:
+        for j in range(row.shape[0]):
+            total += abs(np.float64(row[j]))
+    else:
+        for j in range(row.shape[0]):
+            total += abs(np.float64(row[j])) ** power
+    return acc + total
+
+
+@njit(**_JIT_REASSOC)
 def frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial):
     """Accumulate per-frame norm terms of ``x`` (outer, n, inner) into ``partial`` (n,).
 
@@ -262,26 +336,41 @@ def frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial):
     n = x.shape[1]
     for o in range(o0, o1):
         for i in range(n):
-            acc = 0.0
-            if kind == NORM_MAX:
-                acc = partial[i]
-                for j in range(j0, j1):
-                    a = abs(np.float64(x[o, i, j]))
-                    if a > acc or a != a:
-                        acc = a
-                partial[i] = acc
-                continue
-            if kind == NORM_SQUARES:
-                for j in range(j0, j1):
-                    v = np.float64(x[o, i, j])
-                    acc += v * v
-            elif kind == NORM_ABS:
-                for j in range(j0, j1):
-                    acc += abs(np.float64(x[o, i, j]))
-            else:
-                for j in range(j0, j1):
-                    acc += abs(np.float64(x[o, i, j])) ** power
-            partial[i] += acc
+            partial[i] = _row_norm_term(x[o, i, j0:j1], kind, power, partial[i])
+
+
+@njit(**_JIT_REASSOC)
+def _interleaved_terms(a, b, c, d, kind, power, acc):
+    """``acc[k]`` += the norm terms of ``a[k]``, ``b[k]``, ``c[k]`` and ``d[k]`` (see below)."""
+    if kind == NORM_SQUARES:
+        for k in range(acc.shape[0]):
+            va = np.float64(a[k])
+            vb = np.float64(b[k])
+            vc = np.float64(c[k])
+            vd = np.float64(d[k])
+            acc[k] += (va * va + vb * vb) + (vc * vc + vd * vd)
+    elif kind == NORM_ABS:
+        for k in range(acc.shape[0]):
+            va = abs(np.float64(a[k]))
+            vb = abs(np.float64(b[k]))
+            vc = abs(np.float64(c[k]))
+            vd = abs(np.float64(d[k]))
+            acc[k] += (va + vb) + (vc + vd)
+    elif kind == NORM_MAX:
+        for k in range(acc.shape[0]):
+            best = acc[k]
+            for v in (a[k], b[k], c[k], d[k]):
+                m = abs(np.float64(v))
+                if m > best or m != m:
+                    best = m
+            acc[k] = best
+    else:
+        for k in range(acc.shape[0]):
+            va = abs(np.float64(a[k])) ** power
+            vb = abs(np.float64(b[k])) ** power
+            vc = abs(np.float64(c[k])) ** power
+            vd = abs(np.float64(d[k])) ** power
+            acc[k] += (va + vb) + (vc + vd)
 
 
 @njit(**_JIT_REASSOC)
@@ -290,29 +379,25 @@ def frame_norm_partials_flat(flat, start, stop, n, kind, power, partial):
 
     ``flat[start:stop]`` holds whole groups of ``n`` values, one per frame
     (``start`` a multiple of ``n``): the layout of a C-contiguous stack reduced
-    along its last axis. Accumulates over blocks of a multiple of ``n``
-    elements so that the inner loop is long and vectorised.
+    along its last axis. Accumulates ``acc[k]`` over blocks of ``width`` (a
+    multiple of ``n``) elements, four blocks per pass, so that the inner loop
+    is long, vectorised and touches ``acc`` once per four blocks.
     """
     width = n * max(1, 256 // n)
     acc = np.zeros(width)
     block = start
+    while block + 4 * width <= stop:
+        a = flat[block : block + width]
+        b = flat[block + width : block + 2 * width]
+        c = flat[block + 2 * width : block + 3 * width]
+        d = flat[block + 3 * width : block + 4 * width]
+        _interleaved_terms(a, b, c, d, kind, power, acc)
+        block += 4 * width
     while block < stop:
         count = min(width, stop - block)
-        if kind == NORM_SQUARES:
-            for k in range(count):
-                v = np.float64(flat[block + k])
-                acc[k] += v * v
-        elif kind == NORM_ABS:
-            for k in range(count):
-                acc[k] += abs(np.float64(flat[block + k]))
-        elif kind == NORM_MAX:
-            for k in range(count):
-                a = abs(np.float64(flat[block + k]))
-                if a > acc[k] or a != a:
-                    acc[k] = a
-        else:
-            for k in range(count):
-                acc[k] += abs(np.float64(flat[block + k])) ** power
+        row = flat[block : block + count]
+        for k in range(count):
+            acc[k] = _row_norm_term(row[k : k + 1], kind, power, acc[k])
         block += width
     for k in range(width):
         i = k % n
