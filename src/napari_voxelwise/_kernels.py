@@ -475,6 +475,70 @@ def window_sums(src, size, threshold, mode, dst):
 
 
 @njit(**_JIT)
+def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r1):
+    """Block densities of rows ``r0:r1`` of ``out`` in one pass over their input.
+
+    ``src`` is (T, Z, Y, X), ``out`` (T, Zo, Yo, Xo) float32 with ``Zo =
+    Z // wz`` (or ``ceil`` when `pad`), the same along Y and X; output row
+    ``r`` is ``out[t, zo, yo]`` with ``r = (t * Zo + zo) * Yo + yo``. The
+    ``wz * wy`` input rows of a block row are counted (see `_count`) into
+    ``acc`` (length X, an unsigned dtype that holds ``wz * wy * wx``), which
+    stays in cache, and its groups of ``wx`` become fractions: ``count /
+    volume``, or over the elements that exist when `pad` (the product of the
+    existing sizes in float32, as the reference does).
+    """
+    n_z, n_y, n_x = src.shape[1], src.shape[2], src.shape[3]
+    zo_n, yo_n, xo_n = out.shape[1], out.shape[2], out.shape[3]
+    full = n_x // wx
+    plane = zo_n * yo_n
+    one = np.float32(1.0)
+    for r in range(r0, r1):
+        t = r // plane
+        zo = (r % plane) // yo_n
+        yo = r % yo_n
+        z0 = zo * wz
+        z1 = min(z0 + wz, n_z)
+        y0 = yo * wy
+        y1 = min(y0 + wy, n_y)
+        for j in range(n_x):
+            acc[j] = 0
+        for z in range(z0, z1):
+            for y in range(y0, y1):
+                row = src[t, z, y]
+                for j in range(n_x):
+                    acc[j] += _count(row[j], threshold, mode)
+        target = out[t, zo, yo]
+        if pad:
+            den = one * np.float32(z1 - z0) * np.float32(y1 - y0)
+            den_full = den * np.float32(wx)
+        else:
+            den = volume
+            den_full = volume
+        if wx == 1:
+            for g in range(full):
+                target[g] = np.float32(acc[g]) / den_full
+        elif wx == 2:
+            for g in range(full):
+                target[g] = np.float32(acc[2 * g] + acc[2 * g + 1]) / den_full
+        elif wx == 4:
+            for g in range(full):
+                k = 4 * g
+                total = (acc[k] + acc[k + 1]) + (acc[k + 2] + acc[k + 3])
+                target[g] = np.float32(total) / den_full
+        else:
+            for g in range(full):
+                total = 0
+                for k in range(g * wx, g * wx + wx):
+                    total += acc[k]
+                target[g] = np.float32(total) / den_full
+        if full < xo_n:  # a partial last block (pad)
+            total = 0
+            for k in range(full * wx, n_x):
+                total += acc[k]
+            target[full] = np.float32(total) / (den * np.float32(n_x - full * wx))
+
+
+@njit(**_JIT)
 def pack_selected(points, mask, f0, f1, fill, packed):
     """Copy the selected rows of frames ``f0:f1`` to the front of `packed`, then fill.
 
