@@ -271,6 +271,34 @@ def test_closed_form_2x2_agrees_with_eigvalsh(eigenvalues):
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("count", [1, 511, 512, 513, 1500])
+@pytest.mark.parametrize("order", ["descending", "ascending", "abs"])
+def test_interleaved_solvers_agree_with_eigvalsh(ndim, count, order):
+    """The blockwise solvers writing (M, ndim) rows: block edges, strided inputs, NaN."""
+    rng = np.random.default_rng(count)
+    matrices = random_symmetric(count, ndim, rng.standard_normal(ndim) * 5, seed=count)
+    matrices = (matrices + np.swapaxes(matrices, -1, -2)) / 2
+    expected = np.linalg.eigvalsh(matrices)[:, ::-1]
+    matrices[count // 2, 0, 0] = np.nan
+    if order == "ascending":
+        expected = expected[:, ::-1]
+    elif order == "abs":
+        expected = np.take_along_axis(expected, np.argsort(np.abs(expected), axis=1), axis=1)
+    expected[count // 2] = np.nan
+    # every other entry of a twice-longer array: strided inputs
+    upper = [np.repeat(matrices[:, i, j], 2)[::2] for i in range(ndim) for j in range(i, ndim)]
+    out = np.full((count, ndim), -7.0)
+    code = {"descending": 0, "ascending": 1, "abs": 2}[order]
+    solver = (
+        kernels.symmetric3_eigenvalues_interleaved
+        if ndim == 3
+        else kernels.symmetric2_eigenvalues_interleaved
+    )
+    solver(*upper, code, out)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-7 * 5 * 4)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
 def test_eigenvalue_orders(ndim):
     rng = np.random.default_rng(3)
     matrices = random_symmetric(500, ndim, rng.standard_normal((500, ndim)))

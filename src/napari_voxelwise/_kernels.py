@@ -729,3 +729,59 @@ def symmetric2_eigenvalues(h00, h01, h11, order, first, second):
             e1, e2 = _closer_to_zero_first(e1, e2)
         first[k] = e1 if finite else np.nan
         second[k] = e2 if finite else np.nan
+
+
+# Voxels per block of the interleaving solvers: their scratch stays in L1 cache.
+_EIGEN_BLOCK = 512
+
+
+@njit(**_JIT)
+def symmetric3_eigenvalues_interleaved(h00, h01, h02, h11, h12, h22, order, out):
+    """`symmetric3_eigenvalues` into ``out`` (M, 3): the layout of a (..., 3) result.
+
+    Solved in blocks of contiguous scratch (which keeps the solver's loop
+    vectorised), then interleaved while the block is still in cache: no
+    separate transposing pass over the result.
+    """
+    total = out.shape[0]
+    first = np.empty(_EIGEN_BLOCK, out.dtype)
+    second = np.empty(_EIGEN_BLOCK, out.dtype)
+    third = np.empty(_EIGEN_BLOCK, out.dtype)
+    for start in range(0, total, _EIGEN_BLOCK):
+        stop = min(start + _EIGEN_BLOCK, total)
+        n = stop - start
+        symmetric3_eigenvalues(
+            h00[start:stop],
+            h01[start:stop],
+            h02[start:stop],
+            h11[start:stop],
+            h12[start:stop],
+            h22[start:stop],
+            order,
+            first[:n],
+            second[:n],
+            third[:n],
+        )
+        for k in range(n):
+            row = out[start + k]
+            row[0] = first[k]
+            row[1] = second[k]
+            row[2] = third[k]
+
+
+@njit(**_JIT)
+def symmetric2_eigenvalues_interleaved(h00, h01, h11, order, out):
+    """`symmetric2_eigenvalues` into ``out`` (M, 2), blockwise like the 3x3 version."""
+    total = out.shape[0]
+    first = np.empty(_EIGEN_BLOCK, out.dtype)
+    second = np.empty(_EIGEN_BLOCK, out.dtype)
+    for start in range(0, total, _EIGEN_BLOCK):
+        stop = min(start + _EIGEN_BLOCK, total)
+        n = stop - start
+        symmetric2_eigenvalues(
+            h00[start:stop], h01[start:stop], h11[start:stop], order, first[:n], second[:n]
+        )
+        for k in range(n):
+            row = out[start + k]
+            row[0] = first[k]
+            row[1] = second[k]

@@ -613,14 +613,16 @@ def hessian_eigenvalues_plan(
         "abs": _kernels.ORDER_ABS,
     }[order]
     out = np.empty((*volume.shape, ndim), check.result_float_dtype(volume.dtype))
-    solver = _kernels.symmetric3_eigenvalues if ndim == 3 else _kernels.symmetric2_eigenvalues
+    solver = (
+        _kernels.symmetric3_eigenvalues_interleaved
+        if ndim == 3
+        else _kernels.symmetric2_eigenvalues_interleaved
+    )
 
     def consume(start, stop, components):
         flat = [components[orders].reshape(-1) for _, orders in pairs]
-        # contiguous per-eigenvalue arrays keep the solver's loop vectorised
-        eigenvalues = np.empty((ndim, flat[0].size), out.dtype)
-        solver(*flat, order_code, *eigenvalues)
-        out[start:stop].reshape(-1, ndim)[...] = eigenvalues.T
+        # straight into the result (a view: `out` is C-contiguous), block by block
+        solver(*flat, order_code, out[start:stop].reshape(-1, ndim))
 
     return _derivative_plan(
         volume,
