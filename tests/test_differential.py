@@ -169,6 +169,18 @@ def test_gaussian_hessian_matches_scipy(shape, sigma, spacing, dtype, workers):
     assert checksum(volume) == before
 
 
+@pytest.mark.parametrize("shape", [(9, 3, 1500), (5, 4100)])
+def test_gaussian_hessian_across_inner_chunks(shape):
+    """Rows longer than the correlation's inner chunk (2048), with a partial last chunk."""
+    volume = smooth_volume(shape, np.float64)
+    spacing = (1.0, 0.7, 1.3)[: len(shape)]
+    sigma = (1.0, 1.5, 0.8)[: len(shape)]
+    expected = gaussian_hessian_reference(volume, sigma, spacing)
+    np.testing.assert_allclose(
+        hessian_matrix(volume, sigma, spacing), expected, rtol=1e-10, atol=1e-10
+    )
+
+
 def test_hessian_truncate_changes_the_kernel_like_scipy():
     volume = smooth_volume((20, 21), np.float64)
     result = hessian_matrix(volume, sigma=2.0, truncate=8.0)
