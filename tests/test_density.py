@@ -128,6 +128,85 @@ def test_non_contiguous_input():
 
 
 @pytest.mark.parametrize(
+    ("shape", "window"),
+    [
+        ((1, 1), (1, 1)),
+        ((1, 9), (1, 4)),
+        ((9, 1), (4, 1)),
+        ((17, 23), (4, 4)),
+        ((17, 23), (3, 5)),
+        ((7, 9, 11), (2, 3, 4)),
+        ((1, 9, 11), (1, 4, 2)),
+        ((3, 2, 5, 9, 10), (2, 3, 4)),  # leading axes with window 1 merged
+        ((3, 4, 5, 9, 10), (2, 2, 3, 4)),  # a window on a 4th-to-last axis
+        ((6, 70), (1, 8)),
+    ],
+)
+@pytest.mark.parametrize("edge", ["trim", "pad"])
+def test_block_mode_awkward_shapes_and_many_tasks(monkeypatch, shape, window, edge):
+    """Tiny tasks (a row of blocks each) on three threads give the block loop's values."""
+    from napari_voxelwise import _plan
+
+    image = np.random.default_rng(8).random(shape)
+    binary = image < 0.4
+    sizes = (1,) * (len(shape) - len(window)) + window
+    if edge == "trim" and any(w > n for w, n in zip(sizes, shape, strict=True)):
+        pytest.skip("window larger than the image (refused in trim mode)")
+    expected = block_reference(binary, sizes, edge)
+    monkeypatch.setattr(_plan, "TASK_BYTES", 64)
+    inputs = (
+        (binary, 0),
+        ((binary * 7).astype(np.uint8), 3),
+        ((-image).astype(np.float32), np.float32(-0.4)),
+        (-image, -0.4),
+    )
+    for data, threshold in inputs:
+        result = density_map(data, window, edge=edge, threshold=threshold, workers=3)
+        assert result.shape == expected.shape
+        np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
+def test_block_mode_on_strided_views():
+    """Views that are not C-contiguous (steps, transposes, a negative stride)."""
+    base = np.random.default_rng(9).random((6, 14, 22, 18)) < 0.5
+    for view in (
+        base[::2, 1:, ::-1, ::3],
+        base.transpose(2, 0, 3, 1),
+        base[:, :, 3],
+        base[1, ::2].T,
+        np.random.default_rng(11).random((4, 3, 5, 6, 7))[:, ::2] < 0.5,  # unmergeable lead
+    ):
+        for window in ((2, 3), (3, 2, 2), 2):
+            if np.ndim(window) == 0:
+                sizes = (window,) * view.ndim
+            elif len(window) <= view.ndim:
+                sizes = (1,) * (view.ndim - len(window)) + window
+            else:
+                continue
+            for edge in ("trim", "pad"):
+                expected = block_reference(view, sizes, edge)
+                np.testing.assert_allclose(
+                    density_map(view, window, edge=edge), expected, rtol=1e-7
+                )
+
+
+def test_block_mode_big_counts_and_float16():
+    """A window of 20x20 (counts past uint8) and float16 input (read as float32)."""
+    image = np.random.default_rng(10).random((45, 61))
+    np.testing.assert_allclose(
+        density_map(image > 0.5, 20, edge="pad"),
+        block_reference(image > 0.5, (20, 20), "pad"),
+        rtol=1e-7,
+    )
+    half = image.astype(np.float16)
+    np.testing.assert_allclose(
+        density_map(half, 4, threshold=0.25),
+        block_reference(half > 0.25, (4, 4), "trim"),
+        rtol=1e-7,
+    )
+
+
+@pytest.mark.parametrize(
     ("kwargs", "error", "names"),
     [
         ({"window": 0}, ValueError, "window"),

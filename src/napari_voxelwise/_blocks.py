@@ -39,6 +39,24 @@ def view_3d(array: np.ndarray, axis: int) -> np.ndarray | None:
     return as_strided(array, shape3, (outer_stride, strides[axis], inner_stride), writeable=False)
 
 
+def view_4d(array: np.ndarray) -> np.ndarray | None:
+    """Read-only view of `array` as (T, Z, Y, X): leading axes merged into T, missing ones 1.
+
+    None when the leading axes cannot be merged without a copy.
+    """
+    if array.ndim <= 4:
+        shape = (1,) * (4 - array.ndim) + array.shape
+        strides = (0,) * (4 - array.ndim) + array.strides
+    else:
+        lead = array.ndim - 3
+        stride = _merged_stride(array.shape[:lead], array.strides[:lead], array.itemsize)
+        if stride is None:
+            return None
+        shape = (math.prod(array.shape[:lead]), *array.shape[lead:])
+        strides = (stride, *array.strides[lead:])
+    return as_strided(array, shape, strides, writeable=False)
+
+
 def boxes(outer: int, inner: int, count: int) -> list[tuple[int, int, int, int]]:
     """Split an (outer, inner) index space into about `count` boxes (o0, o1, j0, j1)."""
     if outer >= count or inner == 1:

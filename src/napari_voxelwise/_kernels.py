@@ -408,6 +408,10 @@ def frame_norm_partials_flat(flat, start, stop, n, kind, power, partial):
             partial[i] += acc[k]
 
 
+# Inner-axis elements per chunk of `correlate_lines` (8 KiB of float32).
+_CORRELATE_CHUNK = 2048
+
+
 @njit(**_JIT_CONTRACT)
 def correlate_lines(src, half, parity, index, dst):
     """Correlate along axis 1 with a symmetric or antisymmetric kernel.
@@ -446,22 +450,28 @@ def correlate_lines(src, half, parity, index, dst):
             for i in range(n):
                 out[i] = acc[i]
         return
-    for a in range(n_outer):  # rows of a middle axis: vectorise along the inner axis
-        for i in range(n):
-            out = dst[a, i]
-            centre = src[a, index[i + r]]
-            for b in range(n_inner):
-                out[b] = half[0] * centre[b]
-            for m in range(1, r + 1):
-                w = half[m]
-                above = src[a, index[i + r + m]]
-                below = src[a, index[i + r - m]]
-                if parity > 0:
-                    for b in range(n_inner):
-                        out[b] += w * (above[b] + below[b])
-                else:
-                    for b in range(n_inner):
-                        out[b] += w * (above[b] - below[b])
+    # rows of a middle axis: vectorise along the inner axis, in chunks that keep
+    # the output row in L1 cache while the 2r + 1 input rows stream through
+    chunk = _CORRELATE_CHUNK
+    for a in range(n_outer):
+        for b0 in range(0, n_inner, chunk):
+            b1 = min(b0 + chunk, n_inner)
+            width = b1 - b0
+            for i in range(n):
+                out = dst[a, i, b0:b1]
+                centre = src[a, index[i + r], b0:b1]
+                for b in range(width):
+                    out[b] = half[0] * centre[b]
+                for m in range(1, r + 1):
+                    w = half[m]
+                    above = src[a, index[i + r + m], b0:b1]
+                    below = src[a, index[i + r - m], b0:b1]
+                    if parity > 0:
+                        for b in range(width):
+                            out[b] += w * (above[b] + below[b])
+                    else:
+                        for b in range(width):
+                            out[b] += w * (above[b] - below[b])
 
 
 # How `group_sums` and `window_sums` count an element: compare it with the
@@ -557,6 +567,70 @@ def window_sums(src, size, threshold, mode, dst):
                     + _count(entering[j], threshold, mode)
                     - _count(leaving[j], threshold, mode)
                 )
+
+
+@njit(**_JIT)
+def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r1):
+    """Block densities of rows ``r0:r1`` of ``out`` in one pass over their input.
+
+    ``src`` is (T, Z, Y, X), ``out`` (T, Zo, Yo, Xo) float32 with ``Zo =
+    Z // wz`` (or ``ceil`` when `pad`), the same along Y and X; output row
+    ``r`` is ``out[t, zo, yo]`` with ``r = (t * Zo + zo) * Yo + yo``. The
+    ``wz * wy`` input rows of a block row are counted (see `_count`) into
+    ``acc`` (length X, an unsigned dtype that holds ``wz * wy * wx``), which
+    stays in cache, and its groups of ``wx`` become fractions: ``count /
+    volume``, or over the elements that exist when `pad` (the product of the
+    existing sizes in float32, as the reference does).
+    """
+    n_z, n_y, n_x = src.shape[1], src.shape[2], src.shape[3]
+    zo_n, yo_n, xo_n = out.shape[1], out.shape[2], out.shape[3]
+    full = n_x // wx
+    plane = zo_n * yo_n
+    one = np.float32(1.0)
+    for r in range(r0, r1):
+        t = r // plane
+        zo = (r % plane) // yo_n
+        yo = r % yo_n
+        z0 = zo * wz
+        z1 = min(z0 + wz, n_z)
+        y0 = yo * wy
+        y1 = min(y0 + wy, n_y)
+        for j in range(n_x):
+            acc[j] = 0
+        for z in range(z0, z1):
+            for y in range(y0, y1):
+                row = src[t, z, y]
+                for j in range(n_x):
+                    acc[j] += _count(row[j], threshold, mode)
+        target = out[t, zo, yo]
+        if pad:
+            den = one * np.float32(z1 - z0) * np.float32(y1 - y0)
+            den_full = den * np.float32(wx)
+        else:
+            den = volume
+            den_full = volume
+        if wx == 1:
+            for g in range(full):
+                target[g] = np.float32(acc[g]) / den_full
+        elif wx == 2:
+            for g in range(full):
+                target[g] = np.float32(acc[2 * g] + acc[2 * g + 1]) / den_full
+        elif wx == 4:
+            for g in range(full):
+                k = 4 * g
+                total = (acc[k] + acc[k + 1]) + (acc[k + 2] + acc[k + 3])
+                target[g] = np.float32(total) / den_full
+        else:
+            for g in range(full):
+                total = 0
+                for k in range(g * wx, g * wx + wx):
+                    total += acc[k]
+                target[g] = np.float32(total) / den_full
+        if full < xo_n:  # a partial last block (pad)
+            total = 0
+            for k in range(full * wx, n_x):
+                total += acc[k]
+            target[full] = np.float32(total) / (den * np.float32(n_x - full * wx))
 
 
 @njit(**_JIT)
@@ -750,3 +824,59 @@ def symmetric2_eigenvalues(h00, h01, h11, order, first, second):
             e1, e2 = _closer_to_zero_first(e1, e2)
         first[k] = e1 if finite else np.nan
         second[k] = e2 if finite else np.nan
+
+
+# Voxels per block of the interleaving solvers: their scratch stays in L1 cache.
+_EIGEN_BLOCK = 512
+
+
+@njit(**_JIT)
+def symmetric3_eigenvalues_interleaved(h00, h01, h02, h11, h12, h22, order, out):
+    """`symmetric3_eigenvalues` into ``out`` (M, 3): the layout of a (..., 3) result.
+
+    Solved in blocks of contiguous scratch (which keeps the solver's loop
+    vectorised), then interleaved while the block is still in cache: no
+    separate transposing pass over the result.
+    """
+    total = out.shape[0]
+    first = np.empty(_EIGEN_BLOCK, out.dtype)
+    second = np.empty(_EIGEN_BLOCK, out.dtype)
+    third = np.empty(_EIGEN_BLOCK, out.dtype)
+    for start in range(0, total, _EIGEN_BLOCK):
+        stop = min(start + _EIGEN_BLOCK, total)
+        n = stop - start
+        symmetric3_eigenvalues(
+            h00[start:stop],
+            h01[start:stop],
+            h02[start:stop],
+            h11[start:stop],
+            h12[start:stop],
+            h22[start:stop],
+            order,
+            first[:n],
+            second[:n],
+            third[:n],
+        )
+        for k in range(n):
+            row = out[start + k]
+            row[0] = first[k]
+            row[1] = second[k]
+            row[2] = third[k]
+
+
+@njit(**_JIT)
+def symmetric2_eigenvalues_interleaved(h00, h01, h11, order, out):
+    """`symmetric2_eigenvalues` into ``out`` (M, 2), blockwise like the 3x3 version."""
+    total = out.shape[0]
+    first = np.empty(_EIGEN_BLOCK, out.dtype)
+    second = np.empty(_EIGEN_BLOCK, out.dtype)
+    for start in range(0, total, _EIGEN_BLOCK):
+        stop = min(start + _EIGEN_BLOCK, total)
+        n = stop - start
+        symmetric2_eigenvalues(
+            h00[start:stop], h01[start:stop], h11[start:stop], order, first[:n], second[:n]
+        )
+        for k in range(n):
+            row = out[start + k]
+            row[0] = first[k]
+            row[1] = second[k]

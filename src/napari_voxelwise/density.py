@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 
 from . import _validation as check
-from ._blocks import view_3d
+from ._blocks import view_3d, view_4d
 from ._plan import Plan, resolve_workers, split_range, task_count
 
 __all__ = ["DENSITY_EDGES", "DENSITY_MODES", "density_map", "density_shape"]
@@ -178,6 +178,14 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
     first_threshold, first_mode = _prepared_threshold(work_dtype, threshold)
     no_threshold = count_dtype.type(0)
 
+    fused = None
+    if mode == "block" and work_dtype == data.dtype and all(w == 1 for w in sizes[:-3]):
+        fused = view_4d(data)
+    if fused is not None:
+        return _fused_block_plan(
+            fused, sizes, out, first_threshold, first_mode, edge == "pad", count_dtype, workers
+        )
+
     # Split along the outermost axis with enough output rows for every worker.
     split_axis = next(
         (axis for axis, m in enumerate(out_shape) if m >= 2 * workers),
@@ -229,3 +237,26 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
         for start, stop in split_range(out_shape[split_axis], parts)
     ]
     return Plan.from_tasks(tasks, lambda: out, workers, f"{mode} density")
+
+
+def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, workers) -> Plan:
+    """Block mode in one pass: the rows of each block row are counted in cache, then divided.
+
+    `source` is the image as (T, Z, Y, X) (leading axes with window 1 merged
+    into T); each task handles a range of output rows (T, Zo, Yo merged).
+    """
+    from ._kernels import block_density
+
+    wz, wy, wx = (1, 1, 1, *sizes)[-3:]
+    out4 = out.reshape(source.shape[0], *(1, 1, 1, *out.shape)[-3:])  # a view: out is new
+    rows = math.prod(out4.shape[:3])
+    volume = np.float32(math.prod(sizes))
+    work = source.nbytes
+    parts = task_count(work, rows, workers)
+
+    def compute_rows(start: int, stop: int):
+        acc = np.empty(source.shape[3], count_dtype)
+        block_density(source, wz, wy, wx, threshold, mode, pad, volume, acc, out4, start, stop)
+
+    tasks = [partial(compute_rows, a, b) for a, b in split_range(rows, parts)]
+    return Plan.from_tasks(tasks, lambda: out, workers, "block density")

@@ -349,28 +349,34 @@ def _gaussian_components(extended, halo, filters, orders):
     ndim = extended.ndim
     rows = extended.shape[0] - 2 * halo
     results = {}
-
-    def descend(array, axis, group):
-        by_order: dict[int, list] = {}
-        for orders_ in group:
-            by_order.setdefault(orders_[axis], []).append(orders_)
-        for order, subgroup in by_order.items():
-            half, parity = filters[axis][order]
-            radius = half.shape[0] - 1
-            if axis == 0:  # "valid" pass: the slab's halo is the context
-                index = np.arange(halo - radius, halo + rows + radius)
-                filtered = _correlate_axis(array, 0, half, parity, index, rows)
-            else:
-                length = array.shape[axis]
-                index = reflect_index(-radius, length + radius, length)
-                filtered = _correlate_axis(array, axis, half, parity, index, length)
-            if axis == ndim - 1:
-                results[subgroup[0]] = filtered
-            else:
-                descend(filtered, axis + 1, subgroup)
-
-    descend(extended, 0, list(orders))
+    _descend(extended, 0, list(orders), halo, rows, filters, ndim, results)
     return results
+
+
+def _descend(array, axis, group, halo, rows, filters, ndim, results):
+    """One level of :func:`_gaussian_components`: the passes along `axis`, then deeper.
+
+    A module-level function, not a recursive closure: a closure that refers to
+    itself is a reference cycle, which kept every slab's components alive until
+    the garbage collector ran (hundreds of MiB on a 256^3 volume).
+    """
+    by_order: dict[int, list] = {}
+    for orders_ in group:
+        by_order.setdefault(orders_[axis], []).append(orders_)
+    for order, subgroup in by_order.items():
+        half, parity = filters[axis][order]
+        radius = half.shape[0] - 1
+        if axis == 0:  # "valid" pass: the slab's halo is the context
+            index = np.arange(halo - radius, halo + rows + radius)
+            filtered = _correlate_axis(array, 0, half, parity, index, rows)
+        else:
+            length = array.shape[axis]
+            index = reflect_index(-radius, length + radius, length)
+            filtered = _correlate_axis(array, axis, half, parity, index, length)
+        if axis == ndim - 1:
+            results[subgroup[0]] = filtered
+        else:
+            _descend(filtered, axis + 1, subgroup, halo, rows, filters, ndim, results)
 
 
 def _difference_components(extended, spacing, orders):
@@ -389,18 +395,17 @@ def _difference_components(extended, spacing, orders):
             if np.nanmax(np.abs(extended), initial=0) > largest:
                 lift = 4.0 ** max(_highest_order(orders), 1)
                 extended = extended / extended.dtype.type(lift)
+    # (no recursive closure here: it would be a reference cycle keeping `memo` alive)
     memo: dict[tuple, np.ndarray] = {(): extended}
-
-    def derivative(steps: tuple) -> np.ndarray:
-        if steps not in memo:
-            previous = derivative(steps[:-1])
-            memo[steps] = np.gradient(previous, spacing[steps[-1]], axis=steps[-1])
-        return memo[steps]
-
     results = {}
     for orders_ in orders:
         steps = tuple(axis for axis, count in enumerate(orders_) for _ in range(count))
-        results[orders_] = derivative(steps)
+        for depth in range(1, len(steps) + 1):
+            if steps[:depth] not in memo:
+                memo[steps[:depth]] = np.gradient(
+                    memo[steps[: depth - 1]], spacing[steps[depth - 1]], axis=steps[depth - 1]
+                )
+        results[orders_] = memo[steps]
     if lift != 1.0:
         with np.errstate(over="ignore"):  # a derivative beyond the range is infinite
             results = {key: value * value.dtype.type(lift) for key, value in results.items()}
@@ -608,14 +613,16 @@ def hessian_eigenvalues_plan(
         "abs": _kernels.ORDER_ABS,
     }[order]
     out = np.empty((*volume.shape, ndim), check.result_float_dtype(volume.dtype))
-    solver = _kernels.symmetric3_eigenvalues if ndim == 3 else _kernels.symmetric2_eigenvalues
+    solver = (
+        _kernels.symmetric3_eigenvalues_interleaved
+        if ndim == 3
+        else _kernels.symmetric2_eigenvalues_interleaved
+    )
 
     def consume(start, stop, components):
         flat = [components[orders].reshape(-1) for _, orders in pairs]
-        # contiguous per-eigenvalue arrays keep the solver's loop vectorised
-        eigenvalues = np.empty((ndim, flat[0].size), out.dtype)
-        solver(*flat, order_code, *eigenvalues)
-        out[start:stop].reshape(-1, ndim)[...] = eigenvalues.T
+        # straight into the result (a view: `out` is C-contiguous), block by block
+        solver(*flat, order_code, out[start:stop].reshape(-1, ndim))
 
     return _derivative_plan(
         volume,
