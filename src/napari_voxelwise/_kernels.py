@@ -327,6 +327,56 @@ def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
 
 
 @njit(**_JIT)
+def _extremum_rows(x, o, i0, i1, t0, m, best, want_max, skipna):
+    """Merge rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` into ``best`` (min or max).
+
+    One branch-free (vectorised) loop per variant. NaN wins (``np.minimum``)
+    unless `skipna`, where a NaN is replaced by any value (``np.fmin``).
+    """
+    for i in range(i0, i1):
+        row = x[o, i, t0 : t0 + m]
+        if want_max and skipna:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v > b or b != b) else b
+        elif want_max:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v > b or v != v) else b
+        elif skipna:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v < b or b != b) else b
+        else:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v < b or v != v) else b
+
+
+@njit(**_JIT)
+def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
+    """Minimum or maximum along axis 1 of ``x`` (outer, n, inner) into ``out[o, j]``.
+
+    Over tiles of `_MOMENT_TILE` voxels of the inner axis, merged into the
+    output row in the cache; the result keeps the input dtype. NaN as in
+    ``np.min`` / ``np.max`` (or ``np.nanmin`` / ``np.nanmax`` with `skipna`).
+    """
+    n = x.shape[1]
+    for o in range(o0, o1):
+        for t0 in range(j0, j1, _MOMENT_TILE):
+            m = min(_MOMENT_TILE, j1 - t0)
+            best = out[o, t0 : t0 + m]
+            first = x[o, 0, t0 : t0 + m]
+            for j in range(m):
+                best[j] = first[j]
+            _extremum_rows(x, o, 1, n, t0, m, best, want_max, skipna)
+
+
+@njit(**_JIT)
 def extremum_lines(x, o0, o1, want_max, skipna, out):
     """Minimum or maximum of each line of ``x`` (outer, n, 1) into ``out[o, 0]``.
 

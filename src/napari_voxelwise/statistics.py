@@ -202,16 +202,12 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
 
     if statistic in ("min", "max"):
         want_max = statistic == "max"
-        if skipna:
-            func = np.fmax.reduce if want_max else np.fmin.reduce
-        else:
-            func = np.maximum.reduce if want_max else np.minimum.reduce
 
         def reduce_extremum(x3, o0, o1, j0, j1, out2):
             if x3.shape[2] == 1:
                 _kernels.extremum_lines(x3, o0, o1, want_max, skipna, out2)
             else:
-                func(x3[o0:o1, :, j0:j1], axis=1, out=out2[o0:o1, j0:j1])
+                _kernels.extremum_statistic(x3, o0, o1, j0, j1, want_max, skipna, out2)
 
         return reduce_extremum
 
