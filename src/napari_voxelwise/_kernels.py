@@ -380,9 +380,8 @@ def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
 def extremum_lines(x, o0, o1, want_max, skipna, out):
     """Minimum or maximum of each line of ``x`` (outer, n, 1) into ``out[o, 0]``.
 
-    NaN wins unless ``skipna`` (then NaN only where a line is all NaN). For
-    reductions along a middle axis NumPy's own ``minimum.reduce`` is as fast;
-    along the last (contiguous) axis NumPy is slow and this loop is not.
+    NaN wins unless ``skipna`` (then NaN only where a line is all NaN). Along
+    other axes `extremum_statistic` runs across voxels instead.
     """
     n = x.shape[1]
     for o in range(o0, o1):
