@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -329,3 +331,134 @@ def test_frame_norms_split_into_tasks_equal_numpy(axis):
         np.testing.assert_allclose(
             frame_norms(stack, axis=axis, workers=workers), expected, rtol=1e-12
         )
+
+
+# ------------------------------------------- short lines (last axis) and min/max kernels
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 8, 13, 16, 17])
+@pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std", "cv"])
+@pytest.mark.parametrize(
+    "dtype", [np.bool_, np.uint8, np.uint16, np.int64, np.float32, np.float64]
+)
+def test_moments_of_short_lines_along_the_last_axis(length, statistic, dtype):
+    """One kernel per line length up to 16 (17 takes the general path); 2050 lines span
+    three 1024-line tiles; C-contiguous, stepped (copied) and transposed views."""
+    stack = random_data((2050, length), dtype, seed=length)
+    if dtype != np.bool_:
+        stack = stack + 1  # cv: no zero mean
+    ddof = 1 if length > 1 and statistic != "cv" else 0
+    for view in (stack, stack[::3], stack[:, ::-1], np.asfortranarray(stack)):
+        expected = _reference(view, statistic, -1, ddof=ddof)
+        result = axis_statistic(view, statistic, axis=-1, ddof=ddof, workers=1)
+        assert result.dtype == (np.float64 if dtype == np.float64 else np.float32)
+        rtol = float_rtol(result) * 3
+        if statistic == "cv":  # the mean may cancel: allow for its conditioning
+            data = view.astype(np.float64)
+            with np.errstate(all="ignore"):  # a zero mean: cv is inf or NaN, checked below
+                condition = np.abs(data).max(axis=-1) / np.abs(data.mean(axis=-1))
+            rtol = rtol + 4 * np.finfo(result.dtype).eps * condition
+        np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+        with np.errstate(invalid="ignore"):
+            close = np.abs(result - expected) <= rtol * np.abs(expected)
+        assert (close | np.isnan(expected)).all()
+
+
+def test_moments_of_many_strided_short_lines_copied_in_parts():
+    """More strided lines than one copied part (8192): the parts' boundaries do not show."""
+    stack = random_data((2, 9000, 7), np.float32, seed=9)[:, :, ::2]
+    for statistic in ("mean", "var"):
+        expected = _reference(stack, statistic, -1)
+        for workers in (1, 2):
+            result = axis_statistic(stack, statistic, axis=-1, workers=workers)
+            np.testing.assert_allclose(result, expected, rtol=2e-6)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std"])
+def test_short_lines_with_nan_inf_and_huge_values(statistic):
+    stack = random_data((3000, 8), np.float64, seed=3)
+    stack[0, 0] = np.nan  # the first sample (the shift)
+    stack[5, 7] = np.nan  # the last sample
+    stack[1024, 3] = np.inf  # first line of the second tile
+    stack[2047, 0] = -np.inf  # first sample, last line of the second tile
+    stack[2999, 2] = np.inf
+    stack[2999, 4] = -np.inf
+    stack[100] = [1e200, -1e200, 3e199, 0, 1, 2, 3, 4]  # squares overflow: the careful path
+    stack[101, 1:] = 1e300  # first sample small, the others huge
+    with np.errstate(all="ignore"):
+        expected = _reference(stack, statistic, -1)
+    if statistic == "std":  # finite although NumPy's squares overflow: compare scaled
+        expected[100:102] = np.std(stack[100:102] / 1e200, axis=-1) * 1e200
+    result = axis_statistic(stack, statistic, axis=-1, workers=1)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-12)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "var", "std"])
+@pytest.mark.parametrize("length", [3, 8])
+def test_short_lines_split_into_tasks_equal_one_task(statistic, length):
+    stack = random_data((700, 1031, length), np.uint16, seed=length)
+    one = axis_statistic(stack, statistic, axis=-1, workers=1)
+    many = axis_statistic(stack, statistic, axis=-1, workers=4)
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_allclose(many, _reference(stack, statistic, -1), rtol=2e-6)
+
+
+def test_short_line_variance_of_integer_extremes():
+    stack = np.tile(np.array([0, 65535], dtype=np.uint16), (5, 4))
+    np.testing.assert_allclose(voxel_variance(stack), np.full(5, 65535.0**2 / 4), rtol=1e-7)
+    big = (2**62 + np.array([[0, 2**40, 2 * 2**40]] * 3)).astype(np.int64)
+    np.testing.assert_allclose(voxel_variance(big), np.var(big.astype(np.float64), axis=-1))
+
+
+EXTREMUM_DTYPES = [
+    np.bool_,
+    np.uint8,
+    np.int8,
+    np.uint16,
+    np.int32,
+    np.int64,
+    np.float16,
+    np.float32,
+    np.float64,
+]
+
+
+@pytest.mark.parametrize("dtype", EXTREMUM_DTYPES)
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("statistic", ["min", "max"])
+@pytest.mark.parametrize("skipna", [False, True])
+def test_min_max_kernel_matches_numpy(dtype, axis, statistic, skipna):
+    """Along the first and a middle axis: tile edges (inner 2050), NaN and inf anywhere,
+    all-NaN lines, non-contiguous views; the dtype is kept."""
+    stack = random_data((5, 7, 2050), dtype, seed=11)
+    if stack.dtype.kind == "f":
+        stack[1, 3, 5] = np.nan
+        stack[0, 0, 1023] = np.nan  # first row (the start), last voxel of a tile
+        stack[:, 2, 7] = np.nan  # an all-NaN line along axis 0
+        stack[2, :, 9] = np.nan  # an all-NaN line along axis 1
+        stack[4, 6, 1024] = np.nan  # last row, first voxel of the second tile
+        stack[0, 1, 1025] = np.inf
+        stack[3, 2, 3] = -np.inf
+    if stack.dtype.kind == "f" and skipna:
+        reference = np.nanmax if statistic == "max" else np.nanmin
+    else:
+        reference = np.max if statistic == "max" else np.min
+    for view in (stack, stack[:, ::2, 1:], stack[::-1], stack.transpose(1, 0, 2)):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # np.nanmin's "All-NaN slice" warning
+            expected = reference(view, axis=axis)
+        result = axis_statistic(view, statistic, axis=axis, skipna=skipna, workers=1)
+        assert result.dtype == view.dtype
+        np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("statistic", ["min", "max"])
+def test_min_max_split_into_tasks_equal_one_task(statistic):
+    stack = random_data((5, 700, 1031), np.uint16, seed=12)
+    one = axis_statistic(stack, statistic, axis=1, workers=1)
+    many = axis_statistic(stack, statistic, axis=1, workers=4)
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(many, getattr(np, statistic)(stack, axis=1))

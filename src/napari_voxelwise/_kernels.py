@@ -245,6 +245,56 @@ def moment_statistic_lines(x, o0, o1, ddof, stat, out):
         out[o, 0] = result
 
 
+#: Longest line of `moment_statistic_short_lines` (one compiled kernel per length).
+SHORT_LINES = 16
+
+
+@njit(**_JIT_CONTRACT)
+def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
+    """As `moment_statistic_lines` for a C-contiguous ``x`` of shape (outer, n), n <= 16.
+
+    ``lanes`` is any tuple of length ``n``: its length is part of the compiled
+    type, so each line length gets its own kernel, where the loop along a line
+    is unrolled and LLVM vectorises across lines (interleaved loads). Per tile
+    of `_MOMENT_TILE` lines: float64 sums shifted by each line's first sample,
+    then `_finish_tile`; overflowed variances are redone by `_careful_moment`.
+    """
+    n = len(lanes)
+    shifted = stat != STAT_MEAN and stat != STAT_SUM
+    tile = _MOMENT_TILE
+    shift = np.zeros(tile)
+    total = np.empty(tile)
+    squares = np.empty(tile)
+    for t0 in range(o0, o1, tile):
+        m = min(tile, o1 - t0)
+        lines = x[t0 : t0 + m]
+        if shifted:
+            for j in range(m):
+                line = lines[j]
+                k = np.float64(line[0])
+                t = 0.0
+                q = 0.0
+                for i in range(1, n):
+                    d = line[i] - k
+                    t += d
+                    q += d * d
+                shift[j] = k
+                total[j] = t
+                squares[j] = q
+        else:
+            for j in range(m):
+                line = lines[j]
+                t = 0.0
+                for i in range(n):
+                    t += np.float64(line[i])
+                total[j] = t
+        _finish_tile(stat, shift, total, squares, m, n, ddof, out[t0 : t0 + m])
+        if shifted:  # squares now holds the variances: redo the overflowed ones
+            for j in range(m):
+                if not squares[j] < np.inf and abs(shift[j]) < np.inf:
+                    out[t0 + j] = _careful_moment(lines[j], stat, ddof)
+
+
 @njit(**_JIT)
 def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
     """As `moment_statistic`, leaving NaNs out (two passes per line, any inner size).
@@ -277,12 +327,61 @@ def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
 
 
 @njit(**_JIT)
+def _extremum_rows(x, o, i0, i1, t0, m, best, want_max, skipna):
+    """Merge rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` into ``best`` (min or max).
+
+    One branch-free (vectorised) loop per variant. NaN wins (``np.minimum``)
+    unless `skipna`, where a NaN is replaced by any value (``np.fmin``).
+    """
+    for i in range(i0, i1):
+        row = x[o, i, t0 : t0 + m]
+        if want_max and skipna:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v > b or b != b) else b
+        elif want_max:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v > b or v != v) else b
+        elif skipna:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v < b or b != b) else b
+        else:
+            for j in range(m):
+                v = row[j]
+                b = best[j]
+                best[j] = v if (v < b or v != v) else b
+
+
+@njit(**_JIT)
+def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
+    """Minimum or maximum along axis 1 of ``x`` (outer, n, inner) into ``out[o, j]``.
+
+    Over tiles of `_MOMENT_TILE` voxels of the inner axis, merged into the
+    output row in the cache; the result keeps the input dtype. NaN as in
+    ``np.min`` / ``np.max`` (or ``np.nanmin`` / ``np.nanmax`` with `skipna`).
+    """
+    n = x.shape[1]
+    for o in range(o0, o1):
+        for t0 in range(j0, j1, _MOMENT_TILE):
+            m = min(_MOMENT_TILE, j1 - t0)
+            best = out[o, t0 : t0 + m]
+            first = x[o, 0, t0 : t0 + m]
+            for j in range(m):
+                best[j] = first[j]
+            _extremum_rows(x, o, 1, n, t0, m, best, want_max, skipna)
+
+
+@njit(**_JIT)
 def extremum_lines(x, o0, o1, want_max, skipna, out):
     """Minimum or maximum of each line of ``x`` (outer, n, 1) into ``out[o, 0]``.
 
-    NaN wins unless ``skipna`` (then NaN only where a line is all NaN). For
-    reductions along a middle axis NumPy's own ``minimum.reduce`` is as fast;
-    along the last (contiguous) axis NumPy is slow and this loop is not.
+    NaN wins unless ``skipna`` (then NaN only where a line is all NaN). Along
+    other axes `extremum_statistic` runs across voxels instead.
     """
     n = x.shape[1]
     for o in range(o0, o1):

@@ -184,6 +184,10 @@ def _task_bytes(nbytes: int, statistic: str = "") -> int:
     return nbytes if statistic == "median" else nbytes // 4
 
 
+#: Lines copied at a time when short lines are not contiguous (at most 1 MiB).
+_COPIED_LINES = 8192
+
+
 def _box_reducer(statistic: str, ddof: int, skipna: bool):
     """Function ``reduce(x3, o0, o1, j0, j1, out2)`` computing one box of the result."""
     if statistic == "median":
@@ -198,16 +202,12 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
 
     if statistic in ("min", "max"):
         want_max = statistic == "max"
-        if skipna:
-            func = np.fmax.reduce if want_max else np.fmin.reduce
-        else:
-            func = np.maximum.reduce if want_max else np.minimum.reduce
 
         def reduce_extremum(x3, o0, o1, j0, j1, out2):
             if x3.shape[2] == 1:
                 _kernels.extremum_lines(x3, o0, o1, want_max, skipna, out2)
             else:
-                func(x3[o0:o1, :, j0:j1], axis=1, out=out2[o0:o1, j0:j1])
+                _kernels.extremum_statistic(x3, o0, o1, j0, j1, want_max, skipna, out2)
 
         return reduce_extremum
 
@@ -222,6 +222,18 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
     def reduce_moments(x3, o0, o1, j0, j1, out2):
         if skipna:
             _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
+        elif x3.shape[2] == 1 and x3.shape[1] <= _kernels.SHORT_LINES:
+            # short lines (a stack reduced along its last axis): one kernel per length
+            lines, results, lanes = x3[:, :, 0], out2[:, 0], (0,) * x3.shape[1]
+            if lines.flags.c_contiguous:
+                _kernels.moment_statistic_short_lines(lines, lanes, o0, o1, ddof, code, results)
+                return
+            for c0 in range(o0, o1, _COPIED_LINES):  # strided lines: copied a few at a time
+                c1 = min(c0 + _COPIED_LINES, o1)
+                part = np.ascontiguousarray(lines[c0:c1])
+                _kernels.moment_statistic_short_lines(
+                    part, lanes, 0, c1 - c0, ddof, code, results[c0:c1]
+                )
         elif x3.shape[2] == 1:
             _kernels.moment_statistic_lines(x3, o0, o1, ddof, code, out2)
         else:
