@@ -210,7 +210,9 @@ def hessian_eigenvalues(
     -------
     eigenvalues : ndarray, shape ``volume.shape + (ndim,)``
         float64 for float64 input, float32 otherwise. NaN where the volume's
-        neighbourhood holds NaN or inf.
+        neighbourhood holds NaN or inf; +-inf only for an eigenvalue whose
+        exact value lies beyond the result dtype's range (values near the
+        largest float).
 
     Examples
     --------
