@@ -285,7 +285,7 @@ class Runner:
             metadata[METADATA_KEY]["store"] = job.store
         name = kwargs.get("name")
         keys = [key for key in (name, _slot_key(job, index)) if key is not None]
-        existing = self._made_before(viewer, job, keys, layer_type)
+        existing = self._made_before(viewer, job, name, keys, layer_type)
         if existing is not None:
             # same parameters again, or the next live run: update that layer, keep the view
             existing.data = data
@@ -313,22 +313,20 @@ class Runner:
             self._created[key] = weakref.ref(layer)
         return layer
 
-    def _made_before(self, viewer, job: Job, keys: list, layer_type: str):
+    def _made_before(self, viewer, job: Job, name, keys: list, layer_type: str):
         """The layer to update instead of adding one, or None.
 
-        One this runner made under one of `keys` (a name or a live slot), or
-        else a layer of that name made by the same operation (by another panel
-        of the same kind, or this one before it was closed and opened again).
+        One this runner made under one of `keys` (its name or its live slot), or
+        else a layer called `name` made by the same operation (by another panel
+        of the same kind, or by this one before it was closed and opened again).
         """
-        for key in keys:
-            layer = self._created.get(key, lambda: None)()
-            if layer is not None and layer in viewer.layers and layer._type_string == layer_type:
-                return layer
-        name = keys[0] if keys and isinstance(keys[0], str) else None
+        candidates = [self._created.get(key, lambda: None)() for key in keys]
         if name is not None and name in viewer.layers:
             layer = viewer.layers[name]
-            record = layer.metadata.get(METADATA_KEY, {})
-            if record.get("operation") == job.operation and layer._type_string == layer_type:
+            if layer.metadata.get(METADATA_KEY, {}).get("operation") == job.operation:
+                candidates.append(layer)
+        for layer in candidates:
+            if layer is not None and layer in viewer.layers and layer._type_string == layer_type:
                 return layer
         return None
 
