@@ -88,6 +88,57 @@ def test_variance_of_integer_extremes():
     np.testing.assert_allclose(voxel_variance(big), np.var(big.astype(np.float64), axis=-1))
 
 
+def _exact_moments(lines, statistic, ddof):
+    """var/std/cv of each integer line in exact rational arithmetic (Python's `statistics`)."""
+    import statistics as stats
+
+    out = []
+    for line in lines.tolist():
+        var = stats.pvariance(line) if ddof == 0 else stats.variance(line)
+        if statistic == "var":
+            out.append(float(var))
+        elif statistic == "std":
+            out.append(float(var) ** 0.5)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):  # a zero mean: inf or NaN
+                out.append(np.float64(float(var) ** 0.5) / np.float64(stats.fmean(line)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.int8, np.bool_])
+@pytest.mark.parametrize("length", [3, 8, 16, 21])
+@pytest.mark.parametrize("statistic", ["var", "std", "cv"])
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_small_integer_moments_are_exact(dtype, length, statistic, ddof):
+    """Integers of up to 16 bits: exact sums, so the result is the exact value rounded,
+    along a first axis (inner tiles) and a last axis (short lines: one kernel per length)."""
+    rng = np.random.default_rng(length)
+    if dtype == np.bool_:
+        stack = rng.random((length, 5, 150)) < 0.5
+    else:
+        info = np.iinfo(dtype)  # extremes included: the largest sums and squares
+        stack = rng.choice([info.min, info.max, info.min + 1, 0, info.max // 3], (length, 5, 150))
+        stack = stack.astype(dtype)
+    expected = _exact_moments(stack.reshape(length, -1).T, statistic, ddof).reshape(5, 150)
+    first = axis_statistic(stack, statistic, axis=0, ddof=ddof)
+    last = axis_statistic(np.moveaxis(stack, 0, -1).copy(), statistic, axis=-1, ddof=ddof)
+    for result in (first, last):
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result, expected, rtol=2e-7, equal_nan=True)
+
+
+def test_integer_variance_at_the_exact_length_limit():
+    """The longest axis summed exactly, and one more (the float64 kernel), both right."""
+    from napari_voxelwise._kernels import EXACT_INTEGER_LINES
+
+    for length in (EXACT_INTEGER_LINES, EXACT_INTEGER_LINES + 1):
+        stack = np.zeros((length, 3), np.uint16)
+        stack[::2] = 65535  # sums and squares at their largest
+        stack[::3, 1] = 1
+        expected = _exact_moments(stack.T, "var", 1)
+        np.testing.assert_allclose(voxel_variance(stack, axis=0, ddof=1), expected, rtol=2e-7)
+
+
 def test_variance_nan_propagates_unless_skipna():
     stack = random_data((4, 6, 5), np.float32)
     stack[1, 2, 3] = np.nan

@@ -220,22 +220,34 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
     }[statistic]
 
     def reduce_moments(x3, o0, o1, j0, j1, out2):
+        # Variances of integers of up to 16 bits are computed exactly in integer sums.
+        exact = (
+            statistic in ("var", "std", "cv")
+            and x3.dtype.kind in "iu"
+            and x3.dtype.itemsize <= 2
+            and x3.shape[1] <= _kernels.EXACT_INTEGER_LINES
+        )
         if skipna:
             _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
         elif x3.shape[2] == 1 and x3.shape[1] <= _kernels.SHORT_LINES:
             # short lines (a stack reduced along its last axis): one kernel per length
             lines, results, lanes = x3[:, :, 0], out2[:, 0], (0,) * x3.shape[1]
+            kernel = (
+                _kernels.integer_moment_statistic_short_lines
+                if exact
+                else _kernels.moment_statistic_short_lines
+            )
             if lines.flags.c_contiguous:
-                _kernels.moment_statistic_short_lines(lines, lanes, o0, o1, ddof, code, results)
+                kernel(lines, lanes, o0, o1, ddof, code, results)
                 return
             for c0 in range(o0, o1, _COPIED_LINES):  # strided lines: copied a few at a time
                 c1 = min(c0 + _COPIED_LINES, o1)
                 part = np.ascontiguousarray(lines[c0:c1])
-                _kernels.moment_statistic_short_lines(
-                    part, lanes, 0, c1 - c0, ddof, code, results[c0:c1]
-                )
+                kernel(part, lanes, 0, c1 - c0, ddof, code, results[c0:c1])
         elif x3.shape[2] == 1:
             _kernels.moment_statistic_lines(x3, o0, o1, ddof, code, out2)
+        elif exact:
+            _kernels.integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
         else:
             _kernels.moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
 
