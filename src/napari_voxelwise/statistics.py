@@ -27,8 +27,9 @@ def voxel_variance(stack, axis=-1, ddof=0, skipna=False, *, workers=None) -> np.
 
     Equal to ``np.var(stack.astype(np.float64), axis=axis, ddof=ddof)`` (to the
     rounding of the output dtype), computed in one read of the stack with
-    float64 accumulation over cache-sized tiles, on all cores, without an
-    input-sized temporary.
+    float64 accumulation over cache-sized tiles (exact integer sums for
+    integers of up to 16 bits and axes of up to 46340 values), on all cores,
+    without an input-sized temporary.
 
     Parameters
     ----------
@@ -94,7 +95,8 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
     result : ndarray
         ``stack.shape`` without `axis`. ``min`` and ``max`` keep the input
         dtype; the others are float64 for float64 input and float32 otherwise,
-        accumulated in float64.
+        accumulated in float64 (var, std and cv of integers of up to 16 bits
+        in exact integer sums).
 
     Examples
     --------
