@@ -94,6 +94,17 @@ def _careful_moment(line, stat, ddof):
 _MOMENT_TILE = 1024
 
 
+@njit(**_JIT)
+def _four_rows(x, o, i, t0, m):
+    """Rows ``i..i + 3`` of ``x[o, :, t0:t0 + m]``: views indexed from 0, which LLVM vectorises."""
+    return (
+        x[o, i, t0 : t0 + m],
+        x[o, i + 1, t0 : t0 + m],
+        x[o, i + 2, t0 : t0 + m],
+        x[o, i + 3, t0 : t0 + m],
+    )
+
+
 @njit(**_JIT_CONTRACT)
 def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
     """Add rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` (minus ``shift``) to the sums.
@@ -107,10 +118,7 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
     i = i0
     if with_squares:
         while i + 4 <= i1:
-            r0 = x[o, i, t0 : t0 + m]
-            r1 = x[o, i + 1, t0 : t0 + m]
-            r2 = x[o, i + 2, t0 : t0 + m]
-            r3 = x[o, i + 3, t0 : t0 + m]
+            r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
             for j in range(m):
                 k = shift[j]
                 a = r0[j] - k
@@ -129,24 +137,15 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
             i += 1
         return
     while i + 8 <= i1:
-        r0 = x[o, i, t0 : t0 + m]
-        r1 = x[o, i + 1, t0 : t0 + m]
-        r2 = x[o, i + 2, t0 : t0 + m]
-        r3 = x[o, i + 3, t0 : t0 + m]
-        r4 = x[o, i + 4, t0 : t0 + m]
-        r5 = x[o, i + 5, t0 : t0 + m]
-        r6 = x[o, i + 6, t0 : t0 + m]
-        r7 = x[o, i + 7, t0 : t0 + m]
+        r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
+        r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
         for j in range(m):
             sums[j] += (
                 (np.float64(r0[j]) + np.float64(r1[j])) + (np.float64(r2[j]) + np.float64(r3[j]))
             ) + ((np.float64(r4[j]) + np.float64(r5[j])) + (np.float64(r6[j]) + np.float64(r7[j])))
         i += 8
     while i + 4 <= i1:
-        r0 = x[o, i, t0 : t0 + m]
-        r1 = x[o, i + 1, t0 : t0 + m]
-        r2 = x[o, i + 2, t0 : t0 + m]
-        r3 = x[o, i + 3, t0 : t0 + m]
+        r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
         for j in range(m):
             sums[j] += (np.float64(r0[j]) + np.float64(r1[j])) + (
                 np.float64(r2[j]) + np.float64(r3[j])
@@ -213,15 +212,21 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
         deviation = total[j] + (shift[j] - shift[j])  # NaN if the first sample is inf or NaN
         var = (squares[j] - deviation * deviation / n) * inverse_dof
         squares[j] = 0.0 if var < 0.0 else var
+    _write_spread(stat, squares, shift, total, m, n, out)
+
+
+@njit(**_JIT)
+def _write_spread(stat, variances, shift, total, m, n, out):
+    """Write the variance, std or cv of ``m`` voxels; cv divides by ``shift + total / n``."""
     if stat == STAT_VAR:
         for j in range(m):
-            out[j] = squares[j]
+            out[j] = variances[j]
     elif stat == STAT_STD:
         for j in range(m):
-            out[j] = math.sqrt(squares[j])
+            out[j] = math.sqrt(variances[j])
     else:
         for j in range(m):
-            out[j] = math.sqrt(squares[j]) / (shift[j] + total[j] / n)
+            out[j] = math.sqrt(variances[j]) / (shift[j] + total[j] / n)
 
 
 @njit(**_JIT)
@@ -313,14 +318,8 @@ def _add_integer_rows(x, o, n, t0, m, sums):
     """
     i = 0
     while i + 8 <= n:
-        r0 = x[o, i, t0 : t0 + m]
-        r1 = x[o, i + 1, t0 : t0 + m]
-        r2 = x[o, i + 2, t0 : t0 + m]
-        r3 = x[o, i + 3, t0 : t0 + m]
-        r4 = x[o, i + 4, t0 : t0 + m]
-        r5 = x[o, i + 5, t0 : t0 + m]
-        r6 = x[o, i + 6, t0 : t0 + m]
-        r7 = x[o, i + 7, t0 : t0 + m]
+        r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
+        r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
         for j in range(m):
             a, b, c, d = np.int32(r0[j]), np.int32(r1[j]), np.int32(r2[j]), np.int32(r3[j])
             e, f, g, h = np.int32(r4[j]), np.int32(r5[j]), np.int32(r6[j]), np.int32(r7[j])
@@ -341,25 +340,18 @@ def _add_integer_rows(x, o, n, t0, m, sums):
 
 
 @njit(**_JIT)
-def _finish_exact(stat, totals, squares, m, n, ddof, out):
+def _finish_exact(stat, totals, squares, zeros, m, n, ddof, out):
     """Variance, std or cv of ``m`` voxels from exact sums of values and squares.
 
     The numerator ``n * sum(x**2) - sum(x)**2``, computed in int64, is exact,
     so the variance is the exact ratio rounded (within an ulp of float64).
+    ``zeros``: a zero shift for `_write_spread`.
     """
     scale = 1.0 / (n * (n - ddof))
-    for j in range(m):  # branch-free loops (vectorised); the variances replace the squares
+    for j in range(m):  # a branch-free (vectorised) loop; the variances replace the squares
         t = np.int64(totals[j])
         squares[j] = (np.int64(squares[j]) * n - t * t) * scale
-    if stat == STAT_VAR:
-        for j in range(m):
-            out[j] = squares[j]
-    elif stat == STAT_STD:
-        for j in range(m):
-            out[j] = math.sqrt(squares[j])
-    else:
-        for j in range(m):
-            out[j] = math.sqrt(squares[j]) / (totals[j] / n)
+    _write_spread(stat, squares, zeros, totals, m, n, out)
 
 
 @njit(**_JIT)
@@ -371,13 +363,14 @@ def integer_moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     n = x.shape[1]
     tile = _MOMENT_TILE
     sums = np.empty(2 * tile)
+    zeros = np.zeros(tile)
     for o in range(o0, o1):
         for t0 in range(j0, j1, tile):
             m = min(tile, j1 - t0)
             sums[:m] = 0.0
             sums[tile : tile + m] = 0.0
             _add_integer_rows(x, o, n, t0, m, sums)
-            _finish_exact(stat, sums[:tile], sums[tile:], m, n, ddof, out[o, t0 : t0 + m])
+            _finish_exact(stat, sums[:tile], sums[tile:], zeros, m, n, ddof, out[o, t0 : t0 + m])
 
 
 @njit(**_JIT)
@@ -391,6 +384,7 @@ def integer_moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     tile = _MOMENT_TILE
     totals = np.empty(tile)
     squares = np.empty(tile)
+    zeros = np.zeros(tile)
     flat = x.reshape(x.shape[0] * n)
     for t0 in range(o0, o1, tile):
         m = min(tile, o1 - t0)
@@ -404,7 +398,7 @@ def integer_moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
                 q += np.float64(v) * v
             totals[j] = t
             squares[j] = q
-        _finish_exact(stat, totals, squares, m, n, ddof, out[t0 : t0 + m])
+        _finish_exact(stat, totals, squares, zeros, m, n, ddof, out[t0 : t0 + m])
 
 
 @njit(**_JIT)
