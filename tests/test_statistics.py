@@ -106,7 +106,7 @@ def _exact_moments(lines, statistic, ddof):
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.int8, np.bool_])
-@pytest.mark.parametrize("length", [3, 8, 16, 21])
+@pytest.mark.parametrize("length", [5, 16, 21])
 @pytest.mark.parametrize("statistic", ["var", "std", "cv"])
 @pytest.mark.parametrize("ddof", [0, 1])
 def test_small_integer_moments_are_exact(dtype, length, statistic, ddof):
@@ -133,8 +133,9 @@ def test_integer_variance_at_the_exact_length_limit():
 
     for length in (EXACT_INTEGER_LINES, EXACT_INTEGER_LINES + 1):
         stack = np.zeros((length, 3), np.uint16)
-        stack[::2] = 65535  # sums and squares at their largest
+        stack[::2, :2] = 65535
         stack[::3, 1] = 1
+        stack[:, 2] = 65535  # sums and squares at their largest: the int64 numerator's limit
         expected = _exact_moments(stack.T, "var", 1)
         np.testing.assert_allclose(voxel_variance(stack, axis=0, ddof=1), expected, rtol=2e-7)
 
