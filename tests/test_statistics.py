@@ -140,6 +140,39 @@ def test_integer_variance_at_the_exact_length_limit():
         np.testing.assert_allclose(voxel_variance(stack, axis=0, ddof=1), expected, rtol=2e-7)
 
 
+def test_integer_variance_at_the_float_numerator_limit():
+    """Up to EXACT_FLOAT_LINES values the numerator is formed in float64, beyond in int64:
+    a variance of 1 - 1/n**2 from values near 65535 (n * sum(x**2) ~ 2**53) is right in both."""
+    from napari_voxelwise._kernels import EXACT_FLOAT_LINES
+
+    for length in (EXACT_FLOAT_LINES, EXACT_FLOAT_LINES + 1):
+        stack = np.full((length, 2), 65535, np.uint16)
+        stack[0, 0] = 65534  # a tiny numerator (n - 1) next to products near 2**53
+        stack[::2, 1] = 0
+        expected = _exact_moments(stack.T, "var", 0)
+        np.testing.assert_allclose(voxel_variance(stack, axis=0), expected, rtol=2e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_16bit_short_lines_in_any_layout(dtype):
+    """Even 16-bit lines are read as uint32 word pairs: C-contiguous, strided (copied) and
+    unaligned (words not on a 4-byte boundary) stacks give the exact result."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    values = rng.integers(info.min, info.max, (60, 2, 17), endpoint=True).astype(dtype)
+    for length in (2, 8, 14):
+        unaligned = np.empty(60 * 2 * length + 1, dtype)[1:].reshape(60, 2, length)
+        unaligned[...] = values[..., :length]  # C-contiguous, 2 bytes past a 4-byte boundary
+        assert unaligned.flags.c_contiguous and unaligned.ctypes.data % 4 == 2
+        for stack in (values[..., :length].copy(), values[..., 1 : length + 1], unaligned):
+            expected = _exact_moments(stack.reshape(-1, length), "var", 1).reshape(60, 2)
+            result = axis_statistic(stack, "var", axis=-1, ddof=1)
+            np.testing.assert_allclose(result, expected, rtol=2e-7)
+            mean = stack.astype(np.float64).mean(axis=-1)
+            cv = axis_statistic(stack, "cv", axis=-1)
+            np.testing.assert_allclose(cv, np.std(stack, axis=-1) / mean, rtol=1e-6)
+
+
 def test_variance_nan_propagates_unless_skipna():
     stack = random_data((4, 6, 5), np.float32)
     stack[1, 2, 3] = np.nan

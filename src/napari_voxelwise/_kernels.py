@@ -111,12 +111,24 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
 
     ``sums[:m]`` accumulates the values and, if `with_squares`, ``sums[T:T + m]``
     their squares (``T = _MOMENT_TILE``, a compile-time constant): one written array,
-    so LLVM's aliasing checks stay few and the loops vectorise. Four rows per
-    pass (eight for the plain sum) load and store the float64 sums once. Row
-    views indexed from 0 let LLVM vectorise.
+    so LLVM's aliasing checks stay few and the loops vectorise. Eight rows per
+    pass load and store the float64 sums once. Row views indexed from 0 let LLVM
+    vectorise.
     """
     i = i0
     if with_squares:
+        while i + 8 <= i1:
+            r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
+            r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
+            for j in range(m):
+                k = shift[j]
+                a, b, c, d = r0[j] - k, r1[j] - k, r2[j] - k, r3[j] - k
+                e, f, g, h = r4[j] - k, r5[j] - k, r6[j] - k, r7[j] - k
+                sums[j] += ((a + b) + (c + d)) + ((e + f) + (g + h))
+                sums[_MOMENT_TILE + j] += ((a * a + b * b) + (c * c + d * d)) + (
+                    (e * e + f * f) + (g * g + h * h)
+                )
+            i += 8
         while i + 4 <= i1:
             r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
             for j in range(m):
@@ -165,12 +177,12 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
-    the inner axis, up to eight rows at a time (`_add_rows`). The mean and the
-    sum need no shift and no squares. NaN and inf propagate as in NumPy.
+    the inner axis, up to eight rows at a time (`_add_rows`; the first sample
+    adds 0 but keeps the groups of eight whole). The mean and the sum need no
+    shift and no squares. NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
-    first = 1 if shifted else 0
     tile = _MOMENT_TILE
     shift = np.zeros(tile)
     sums = np.empty(2 * tile)
@@ -185,7 +197,7 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
                     shift[j] = row[j]
             total[:m] = 0.0
             squares[:m] = 0.0
-            _add_rows(x, o, first, n, t0, m, shift, sums, shifted)
+            _add_rows(x, o, 0, n, t0, m, shift, sums, shifted)
             _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m])
             if shifted:  # squares now holds the variances: redo the overflowed ones
                 for j in range(m):
@@ -282,7 +294,7 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
                 k = np.float64(lines[j * n])
                 t = 0.0
                 q = 0.0
-                for i in range(1, n):
+                for i in range(n):  # the first sample adds 0 (NaN if inf): uniform loads
                     d = lines[j * n + i] - k
                     t += d
                     q += d * d
@@ -305,6 +317,8 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
 #: Longest axis of the exact integer kernels: ``n * sum(x**2) - sum(x)**2`` of 16-bit
 #: integers stays below 2**63 (exact in int64), and ``sum(x**2)`` below 2**53 (exact in float64).
 EXACT_INTEGER_LINES = 46340
+#: Longest axis for which that numerator stays below 2**53 too (exact in float64 arithmetic).
+EXACT_FLOAT_LINES = 1448
 
 
 @njit(**_JIT_CONTRACT)
@@ -312,22 +326,21 @@ def _add_integer_rows(x, o, n, t0, m, sums):
     """Add the rows of ``x[o, :, t0:t0 + m]`` (integers of at most 16 bits) to ``sums[:m]``
     and their squares to ``sums[T:T + m]`` (``T = _MOMENT_TILE``), exactly.
 
-    Sums of up to eight values in int32, everything else in float64, whose
-    integers are exact below 2**53 (see `EXACT_INTEGER_LINES`); no shift is
-    needed, since exact sums do not cancel. One written array, as in `_add_rows`.
+    In float64, whose integers are exact below 2**53 (see `EXACT_INTEGER_LINES`);
+    no shift is needed, since exact sums do not cancel. One written array, as in
+    `_add_rows`. (Summing the values in int32 as well was 12-15% slower: its
+    conversions compete with the float64 ones for the same execution port.)
     """
     i = 0
     while i + 8 <= n:
         r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
         r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
         for j in range(m):
-            a, b, c, d = np.int32(r0[j]), np.int32(r1[j]), np.int32(r2[j]), np.int32(r3[j])
-            e, f, g, h = np.int32(r4[j]), np.int32(r5[j]), np.int32(r6[j]), np.int32(r7[j])
-            sums[j] += np.float64(((a + b) + (c + d)) + ((e + f) + (g + h)))
-            fa, fb, fc, fd = np.float64(a), np.float64(b), np.float64(c), np.float64(d)
-            fe, ff, fg, fh = np.float64(e), np.float64(f), np.float64(g), np.float64(h)
-            sums[_MOMENT_TILE + j] += ((fa * fa + fb * fb) + (fc * fc + fd * fd)) + (
-                (fe * fe + ff * ff) + (fg * fg + fh * fh)
+            a, b, c, d = np.float64(r0[j]), np.float64(r1[j]), np.float64(r2[j]), np.float64(r3[j])
+            e, f, g, h = np.float64(r4[j]), np.float64(r5[j]), np.float64(r6[j]), np.float64(r7[j])
+            sums[j] += ((a + b) + (c + d)) + ((e + f) + (g + h))
+            sums[_MOMENT_TILE + j] += ((a * a + b * b) + (c * c + d * d)) + (
+                (e * e + f * f) + (g * g + h * h)
             )
         i += 8
     while i < n:
@@ -340,18 +353,25 @@ def _add_integer_rows(x, o, n, t0, m, sums):
 
 
 @njit(**_JIT)
-def _finish_exact(stat, totals, squares, zeros, m, n, ddof, out):
+def _finish_exact(stat, totals, squares, shift, m, n, ddof, out):
     """Variance, std or cv of ``m`` voxels from exact sums of values and squares.
 
-    The numerator ``n * sum(x**2) - sum(x)**2``, computed in int64, is exact,
-    so the variance is the exact ratio rounded (within an ulp of float64).
-    ``zeros``: a zero shift for `_write_spread`.
+    The numerator ``n * sum(x**2) - sum(x)**2`` is exact: in float64 up to
+    `EXACT_FLOAT_LINES` values (every product and difference is an integer below
+    2**53; 15% faster than converting to int64), in int64 beyond. So the
+    variance is the exact ratio rounded (within an ulp of float64).
+    ``shift``: what the values were shifted by, for the cv's mean (`_write_spread`).
     """
     scale = 1.0 / (n * (n - ddof))
-    for j in range(m):  # a branch-free (vectorised) loop; the variances replace the squares
-        t = np.int64(totals[j])
-        squares[j] = (np.int64(squares[j]) * n - t * t) * scale
-    _write_spread(stat, squares, zeros, totals, m, n, out)
+    if n <= EXACT_FLOAT_LINES:
+        for j in range(m):  # branch-free (vectorised) loops; the variances replace the squares
+            t = totals[j]
+            squares[j] = (squares[j] * n - t * t) * scale
+    else:
+        for j in range(m):
+            t = np.int64(totals[j])
+            squares[j] = (np.int64(squares[j]) * n - t * t) * scale
+    _write_spread(stat, squares, shift, totals, m, n, out)
 
 
 @njit(**_JIT)
@@ -399,6 +419,44 @@ def integer_moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
             totals[j] = t
             squares[j] = q
         _finish_exact(stat, totals, squares, zeros, m, n, ddof, out[t0 : t0 + m])
+
+
+#: XOR of a uint32 word that turns its two int16 halves ``s`` into uint16 ``s + 32768``.
+SIGNED_HALVES = np.uint32(0x80008000)
+
+
+@njit(**_JIT)
+def integer_moment_statistic_paired_lines(words, lanes, flip, o0, o1, ddof, stat, out):
+    """`integer_moment_statistic_short_lines` for 16-bit lines of even length, read as
+    uint32 words (``words`` of shape (outer, n / 2), ``lanes`` of length n / 2).
+
+    LLVM gathers interleaved 16-bit values with costly shuffles (that kernel is
+    1.3-1.8x slower); a word is split with a mask and a shift instead. Signed
+    values come with their sign bits flipped (``flip = SIGNED_HALVES``, else 0): the
+    values plus 32768, which have the same variance; the cv's mean is shifted back.
+    """
+    n = len(lanes)
+    tile = _MOMENT_TILE
+    totals = np.empty(tile)
+    squares = np.empty(tile)
+    shift = np.full(tile, -32768.0 if flip else 0.0)
+    flat = words.reshape(words.shape[0] * n)
+    for t0 in range(o0, o1, tile):
+        m = min(tile, o1 - t0)
+        lines = flat[t0 * n : (t0 + m) * n]
+        for j in range(m):
+            t = np.uint32(0)
+            q = 0.0
+            for i in range(n):
+                v = lines[j * n + i] ^ flip
+                low = v & np.uint32(0xFFFF)
+                high = v >> np.uint32(16)
+                t += low + high
+                a, b = np.float64(low), np.float64(high)
+                q += a * a + b * b
+            totals[j] = t
+            squares[j] = q
+        _finish_exact(stat, totals, squares, shift, m, 2 * n, ddof, out[t0 : t0 + m])
 
 
 @njit(**_JIT)

@@ -233,19 +233,31 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
         elif x3.shape[2] == 1 and x3.shape[1] <= _kernels.SHORT_LINES:
             # short lines (a stack reduced along its last axis): one kernel per length
-            lines, results, lanes = x3[:, :, 0], out2[:, 0], (0,) * x3.shape[1]
-            kernel = (
-                _kernels.integer_moment_statistic_short_lines
-                if exact
-                else _kernels.moment_statistic_short_lines
-            )
+            lines, results, n = x3[:, :, 0], out2[:, 0], x3.shape[1]
+            if exact and x3.dtype.itemsize == 2 and n % 2 == 0:  # 16-bit pairs as uint32 words
+
+                def kernel(part, p0, p1, into):
+                    flip = _kernels.SIGNED_HALVES if part.dtype.kind == "i" else np.uint32(0)
+                    words = part.view(np.uint32)
+                    _kernels.integer_moment_statistic_paired_lines(
+                        words, (0,) * (n // 2), flip, p0, p1, ddof, code, into
+                    )
+            else:
+                short = (
+                    _kernels.integer_moment_statistic_short_lines
+                    if exact
+                    else _kernels.moment_statistic_short_lines
+                )
+
+                def kernel(part, p0, p1, into):
+                    short(part, (0,) * n, p0, p1, ddof, code, into)
+
             if lines.flags.c_contiguous:
-                kernel(lines, lanes, o0, o1, ddof, code, results)
+                kernel(lines, o0, o1, results)
                 return
             for c0 in range(o0, o1, _COPIED_LINES):  # strided lines: copied a few at a time
                 c1 = min(c0 + _COPIED_LINES, o1)
-                part = np.ascontiguousarray(lines[c0:c1])
-                kernel(part, lanes, 0, c1 - c0, ddof, code, results[c0:c1])
+                kernel(np.ascontiguousarray(lines[c0:c1]), 0, c1 - c0, results[c0:c1])
         elif x3.shape[2] == 1:
             _kernels.moment_statistic_lines(x3, o0, o1, ddof, code, out2)
         elif exact:
