@@ -166,6 +166,20 @@ def test_block_mode_awkward_shapes_and_many_tasks(monkeypatch, shape, window, ed
         np.testing.assert_allclose(result, expected, rtol=1e-7)
 
 
+@pytest.mark.parametrize("window", [(127, 2), (63, 4), (3, 10, 8)])
+@pytest.mark.parametrize("edge", ["trim", "pad"])
+def test_block_counts_summed_as_words_at_the_uint8_limit(window, edge):
+    """Counts of blocks of up to 255 elements are uint8; groups of 2, 4 or 8 of them are
+    summed as one word (the byte sum reaches 254, 252 and 240 here, without carries)."""
+    shape = tuple(2 * w + 1 for w in window)  # a partial last block on every axis
+    full = np.ones(shape, bool)
+    expected = block_reference(full, window, edge)
+    np.testing.assert_array_equal(density_map(full, window, edge=edge), expected)
+    binary = np.random.default_rng(12).random(shape) < 0.7
+    expected = block_reference(binary, window, edge)
+    np.testing.assert_allclose(density_map(binary, window, edge=edge), expected, rtol=1e-7)
+
+
 def test_block_mode_on_strided_views():
     """Views that are not C-contiguous (steps, transposes, a negative stride)."""
     base = np.random.default_rng(9).random((6, 14, 22, 18)) < 0.5

@@ -198,47 +198,64 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
             total[:m] = 0.0
             squares[:m] = 0.0
             _add_rows(x, o, 0, n, t0, m, shift, sums, shifted)
-            _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m])
-            if shifted:  # squares now holds the variances: redo the overflowed ones
+            if _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m]):
                 for j in range(m):
-                    if not squares[j] < np.inf and abs(shift[j]) < np.inf:
+                    if _overflowed(stat, shift[j], total[j], squares[j], n, ddof):
                         out[o, t0 + j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
+
+
+@njit(inline="always", **_JIT)
+def _tile_variance(shift, total, squares, n, inverse_dof):
+    """`_finish_moment`'s variance without its branches; a rounded-negative zero gives 0."""
+    deviation = total + (shift - shift)  # NaN if the first sample is inf or NaN
+    var = (squares - deviation * deviation / n) * inverse_dof
+    return 0.0 if var < 0.0 else var  # NaN compares False and stays
+
+
+@njit(inline="always", **_JIT)
+def _overflowed(stat, shift, total, squares, n, ddof):
+    """Whether a voxel's variance is not finite although its first sample is: either
+    its sums overflowed (`_careful_moment` redoes it) or a later sample is inf or NaN."""
+    if stat == STAT_MEAN or stat == STAT_SUM:
+        return False
+    var = _tile_variance(shift, total, squares, n, 1.0 / (n - ddof))
+    return (not var < np.inf) & (abs(shift) < np.inf)
 
 
 @njit(**_JIT)
 def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
-    """`_finish_moment` for a tile of ``m`` voxels, in branch-free (vectorised) loops.
+    """`_finish_moment` for a tile of ``m`` voxels, one branch-free (vectorised) loop each.
 
-    Only for ``n > ddof`` (checked by the caller's argument validation).
+    Only for ``n > ddof`` (checked by the caller's argument validation). Returns
+    whether some voxel is `_overflowed` (counted in the same loop: a separate
+    check, calling a function per voxel, cost the float32 variance 15%).
     """
     if stat == STAT_SUM:
         for j in range(m):
             out[j] = n * shift[j] + total[j]
-        return
+        return False
     if stat == STAT_MEAN:
         for j in range(m):
             out[j] = shift[j] + total[j] / n
-        return
+        return False
     inverse_dof = 1.0 / (n - ddof)
-    for j in range(m):  # variance; a rounded-negative zero variance becomes 0, NaN stays
-        deviation = total[j] + (shift[j] - shift[j])  # NaN if the first sample is inf or NaN
-        var = (squares[j] - deviation * deviation / n) * inverse_dof
-        squares[j] = 0.0 if var < 0.0 else var
-    _write_spread(stat, squares, shift, total, m, n, out)
-
-
-@njit(**_JIT)
-def _write_spread(stat, variances, shift, total, m, n, out):
-    """Write the variance, std or cv of ``m`` voxels; cv divides by ``shift + total / n``."""
+    suspects = 0
     if stat == STAT_VAR:
         for j in range(m):
-            out[j] = variances[j]
+            var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
+            suspects += (not var < np.inf) & (abs(shift[j]) < np.inf)
+            out[j] = var
     elif stat == STAT_STD:
         for j in range(m):
-            out[j] = math.sqrt(variances[j])
+            var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
+            suspects += (not var < np.inf) & (abs(shift[j]) < np.inf)
+            out[j] = math.sqrt(var)
     else:
         for j in range(m):
-            out[j] = math.sqrt(variances[j]) / (shift[j] + total[j] / n)
+            var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
+            suspects += (not var < np.inf) & (abs(shift[j]) < np.inf)
+            out[j] = math.sqrt(var) / (shift[j] + total[j] / n)
+    return suspects > 0
 
 
 @njit(**_JIT)
@@ -307,10 +324,9 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
                 for i in range(n):
                     t += np.float64(lines[j * n + i])
                 total[j] = t
-        _finish_tile(stat, shift, total, squares, m, n, ddof, out[t0 : t0 + m])
-        if shifted:  # squares now holds the variances: redo the overflowed ones
+        if _finish_tile(stat, shift, total, squares, m, n, ddof, out[t0 : t0 + m]):
             for j in range(m):
-                if not squares[j] < np.inf and abs(shift[j]) < np.inf:
+                if _overflowed(stat, shift[j], total[j], squares[j], n, ddof):
                     out[t0 + j] = _careful_moment(x[t0 + j], stat, ddof)
 
 
@@ -358,20 +374,31 @@ def _finish_exact(stat, totals, squares, shift, m, n, ddof, out):
 
     The numerator ``n * sum(x**2) - sum(x)**2`` is exact: in float64 up to
     `EXACT_FLOAT_LINES` values (every product and difference is an integer below
-    2**53; 15% faster than converting to int64), in int64 beyond. So the
-    variance is the exact ratio rounded (within an ulp of float64).
-    ``shift``: what the values were shifted by, for the cv's mean (`_write_spread`).
+    2**53; 15% faster than converting to int64), in int64 beyond (computed first,
+    into ``squares``). So the variance is the exact ratio rounded (within an ulp
+    of float64). ``shift``: what the values were shifted by, for the cv's mean.
+    One branch-free (vectorised) loop per statistic.
     """
     scale = 1.0 / (n * (n - ddof))
-    if n <= EXACT_FLOAT_LINES:
-        for j in range(m):  # branch-free (vectorised) loops; the variances replace the squares
-            t = totals[j]
-            squares[j] = (squares[j] * n - t * t) * scale
-    else:
+    times, minus = np.float64(n), 1.0  # numerator = squares * times - totals**2 * minus
+    if n > EXACT_FLOAT_LINES:
         for j in range(m):
             t = np.int64(totals[j])
-            squares[j] = (np.int64(squares[j]) * n - t * t) * scale
-    _write_spread(stat, squares, shift, totals, m, n, out)
+            squares[j] = np.int64(squares[j]) * n - t * t
+        times, minus = 1.0, 0.0
+    if stat == STAT_VAR:
+        for j in range(m):
+            t = totals[j]
+            out[j] = (squares[j] * times - t * t * minus) * scale
+    elif stat == STAT_STD:
+        for j in range(m):
+            t = totals[j]
+            out[j] = math.sqrt((squares[j] * times - t * t * minus) * scale)
+    else:
+        for j in range(m):
+            t = totals[j]
+            var = (squares[j] * times - t * t * minus) * scale
+            out[j] = math.sqrt(var) / (shift[j] + t / n)
 
 
 @njit(**_JIT)
@@ -589,17 +616,60 @@ def _row_norm_term(row, kind, power, acc):
     return acc + total
 
 
+#: Values per float32 partial sum of `_single_sums` (at most 2**-24 relative error a term).
+_SINGLE_BLOCK = 256
+#: Smallest float32 partial sum trusted: below it squares may have lost bits to underflow.
+_SINGLE_TINY = 2.0**-100
+
+
 @njit(**_JIT_REASSOC)
-def frame_norm_partials(x, o0, o1, j0, j1, kind, power, partial):
+def _single_sums(row, squares):
+    """Sum of the squares (or of the absolute values) of a float32 row, in float64.
+
+    Blocks of `_SINGLE_BLOCK` values are summed in float32, vectorised eight lanes
+    wide (the conversion of every value to float64 made the float64 loop 20% slower
+    out of cache), then added in float64. Every term is non-negative, so a block's
+    relative error stays below ``256 * 2**-24`` (1.5e-5; 3e-10 measured on 2**22
+    uniform values, where NumPy's float32 ``np.linalg.norm`` erred by 4e-6). A block
+    whose float32 sum overflowed, may have underflowed (below `_SINGLE_TINY`, zero
+    included) or is NaN is summed again in float64.
+    """
+    total = 0.0
+    n = row.shape[0]
+    whole = n - n % _SINGLE_BLOCK
+    for b in range(0, whole, _SINGLE_BLOCK):
+        block = row[b : b + _SINGLE_BLOCK]
+        part = np.float32(0.0)
+        if squares:
+            for j in range(_SINGLE_BLOCK):
+                part += block[j] * block[j]
+        else:
+            for j in range(_SINGLE_BLOCK):
+                part += abs(block[j])
+        if _SINGLE_TINY <= part < np.inf:
+            total += part
+        else:
+            total = _row_norm_term(block, NORM_SQUARES if squares else NORM_ABS, 2.0, total)
+    return _row_norm_term(row[whole:], NORM_SQUARES if squares else NORM_ABS, 2.0, total)
+
+
+@njit(**_JIT_REASSOC)
+def frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial):
     """Accumulate per-frame norm terms of ``x`` (outer, n, inner) into ``partial`` (n,).
 
     The frame index is axis 1. ``kind`` selects sum of ``|x|**power``, of
-    squares, of ``|x|``, or the maximum of ``|x|`` (NaN wins).
+    squares, of ``|x|``, or the maximum of ``|x|`` (NaN wins). ``single``: ``x``
+    is float32, whose sums of squares and of ``|x|`` go through `_single_sums`.
     """
     n = x.shape[1]
+    blocks = single and (kind == NORM_SQUARES or kind == NORM_ABS)
     for o in range(o0, o1):
         for i in range(n):
-            partial[i] = _row_norm_term(x[o, i, j0:j1], kind, power, partial[i])
+            row = x[o, i, j0:j1]
+            if blocks:
+                partial[i] += _single_sums(row, kind == NORM_SQUARES)
+            else:
+                partial[i] = _row_norm_term(row, kind, power, partial[i])
 
 
 @njit(**_JIT_REASSOC)
@@ -637,25 +707,69 @@ def _interleaved_terms(a, b, c, d, kind, power, acc):
 
 
 @njit(**_JIT_REASSOC)
-def frame_norm_partials_flat(flat, start, stop, n, kind, power, partial):
+def _interleaved_single(a, b, c, d, squares, acc32):
+    """`_interleaved_terms` of float32 blocks into float32 sums (see `_single_sums`)."""
+    if squares:
+        for k in range(acc32.shape[0]):
+            acc32[k] += (a[k] * a[k] + b[k] * b[k]) + (c[k] * c[k] + d[k] * d[k])
+    else:
+        for k in range(acc32.shape[0]):
+            acc32[k] += (abs(a[k]) + abs(b[k])) + (abs(c[k]) + abs(d[k]))
+
+
+@njit(**_JIT_REASSOC)
+def _flush_single(flat, start, stop, width, kind, acc32, acc):
+    """Add the float32 sums ``acc32`` of ``flat[start:stop]`` to ``acc`` and zero them;
+    a sum `_single_sums` would not trust is summed again in float64 from the data."""
+    for k in range(width):
+        part = acc32[k]
+        if _SINGLE_TINY <= part < np.inf:
+            acc[k] += part
+        else:
+            acc[k] = _row_norm_term(flat[start + k : stop : width], kind, 2.0, acc[k])
+        acc32[k] = 0.0
+
+
+#: Values per block of `frame_norm_partials_flat` (rounded down to whole groups of frames).
+INTERLEAVED_WIDTH = 1024
+
+
+@njit(**_JIT_REASSOC)
+def frame_norm_partials_flat(flat, start, stop, n, kind, power, single, partial):
     """`frame_norm_partials` for frames interleaved in a contiguous array.
 
     ``flat[start:stop]`` holds whole groups of ``n`` values, one per frame
     (``start`` a multiple of ``n``): the layout of a C-contiguous stack reduced
     along its last axis. Accumulates ``acc[k]`` over blocks of ``width`` (a
     multiple of ``n``) elements, four blocks per pass, so that the inner loop
-    is long, vectorised and touches ``acc`` once per four blocks.
+    is long, vectorised and touches ``acc`` once per four blocks. For float32
+    (``single``) sums of squares or of ``|x|``, the passes add into float32 sums,
+    moved to ``acc`` every `_SINGLE_BLOCK` terms (as `_single_sums`).
     """
-    width = n * max(1, 256 // n)
+    width = n * max(1, INTERLEAVED_WIDTH // n)
     acc = np.zeros(width)
+    blocks = single and (kind == NORM_SQUARES or kind == NORM_ABS)
+    acc32 = np.zeros(width if blocks else 0, np.float32)
+    passes = 0
+    since = start  # where the terms in acc32 begin
     block = start
     while block + 4 * width <= stop:
         a = flat[block : block + width]
         b = flat[block + width : block + 2 * width]
         c = flat[block + 2 * width : block + 3 * width]
         d = flat[block + 3 * width : block + 4 * width]
-        _interleaved_terms(a, b, c, d, kind, power, acc)
         block += 4 * width
+        if not blocks:
+            _interleaved_terms(a, b, c, d, kind, power, acc)
+            continue
+        _interleaved_single(a, b, c, d, kind == NORM_SQUARES, acc32)
+        passes += 1
+        if passes * 4 == _SINGLE_BLOCK:
+            _flush_single(flat, since, block, width, kind, acc32, acc)
+            passes = 0
+            since = block
+    if blocks and passes:
+        _flush_single(flat, since, block, width, kind, acc32, acc)
     while block < stop:
         count = min(width, stop - block)
         row = flat[block : block + count]
@@ -840,14 +954,19 @@ def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r
     Z // wz`` (or ``ceil`` when `pad`), the same along Y and X; output row
     ``r`` is ``out[t, zo, yo]`` with ``r = (t * Zo + zo) * Yo + yo``. The
     ``wz * wy`` input rows of a block row are counted (see `_count`) into
-    ``acc`` (length X, an unsigned dtype that holds ``wz * wy * wx``), which
-    stays in cache, and its groups of ``wx`` become fractions: ``count /
+    ``acc`` (length X or more, an unsigned dtype that holds ``wz * wy * wx``;
+    a multiple of 8 lets byte counts be read as words), which stays in cache,
+    and its groups of ``wx`` become fractions: ``count /
     volume``, or over the elements that exist when `pad` (the product of the
     existing sizes in float32, as the reference does).
     """
     n_z, n_y, n_x = src.shape[1], src.shape[2], src.shape[3]
     zo_n, yo_n, xo_n = out.shape[1], out.shape[2], out.shape[3]
     full = n_x // wx
+    # uint8 counts (block volume < 256) of groups of 2, 4 or 8 are summed as one word:
+    # shifted copies add its bytes into the lowest one, without carries (8-bit lanes
+    # would need shuffles; this is 1.5x faster for the whole kernel).
+    bytewise = acc.itemsize == 1 and acc.shape[0] % 8 == 0
     plane = zo_n * yo_n
     one = np.float32(1.0)
     for r in range(r0, r1):
@@ -858,13 +977,34 @@ def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r
         z1 = min(z0 + wz, n_z)
         y0 = yo * wy
         y1 = min(y0 + wy, n_y)
-        for j in range(n_x):
-            acc[j] = 0
-        for z in range(z0, z1):
-            for y in range(y0, y1):
-                row = src[t, z, y]
+        # the block row's input rows, four per pass over acc (the first pass assigns)
+        height = y1 - y0
+        rows = (z1 - z0) * height
+        k = 0
+        while k + 4 <= rows:
+            a = src[t, z0 + k // height, y0 + k % height]
+            b = src[t, z0 + (k + 1) // height, y0 + (k + 1) % height]
+            c = src[t, z0 + (k + 2) // height, y0 + (k + 2) % height]
+            d = src[t, z0 + (k + 3) // height, y0 + (k + 3) % height]
+            if k == 0:
                 for j in range(n_x):
-                    acc[j] += _count(row[j], threshold, mode)
+                    acc[j] = (_count(a[j], threshold, mode) + _count(b[j], threshold, mode)) + (
+                        _count(c[j], threshold, mode) + _count(d[j], threshold, mode)
+                    )
+            else:
+                for j in range(n_x):
+                    acc[j] += (_count(a[j], threshold, mode) + _count(b[j], threshold, mode)) + (
+                        _count(c[j], threshold, mode) + _count(d[j], threshold, mode)
+                    )
+            k += 4
+        if k == 0:
+            for j in range(n_x):
+                acc[j] = 0
+        while k < rows:
+            a = src[t, z0 + k // height, y0 + k % height]
+            for j in range(n_x):
+                acc[j] += _count(a[j], threshold, mode)
+            k += 1
         target = out[t, zo, yo]
         if pad:
             den = one * np.float32(z1 - z0) * np.float32(y1 - y0)
@@ -875,6 +1015,26 @@ def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r
         if wx == 1:
             for g in range(full):
                 target[g] = np.float32(acc[g]) / den_full
+        elif bytewise and wx == 4:  # one uint32 word per group
+            words = acc.view(np.uint32)
+            for g in range(full):
+                w = words[g]
+                w += w >> np.uint32(8)
+                w += w >> np.uint32(16)
+                target[g] = np.float32(w & np.uint32(0xFF)) / den_full
+        elif bytewise and wx == 8:
+            longs = acc.view(np.uint64)
+            for g in range(full):
+                w = longs[g]
+                w += w >> np.uint64(8)
+                w += w >> np.uint64(16)
+                w += w >> np.uint64(32)
+                target[g] = np.float32(w & np.uint64(0xFF)) / den_full
+        elif bytewise and wx == 2:
+            halves = acc.view(np.uint16)
+            for g in range(full):
+                w = halves[g]
+                target[g] = np.float32((w + (w >> np.uint16(8))) & np.uint16(0xFF)) / den_full
         elif wx == 2:
             for g in range(full):
                 target[g] = np.float32(acc[2 * g] + acc[2 * g + 1]) / den_full

@@ -255,7 +255,7 @@ def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, wor
     parts = task_count(work, rows, workers)
 
     def compute_rows(start: int, stop: int):
-        acc = np.empty(source.shape[3], count_dtype)
+        acc = np.zeros(-(-source.shape[3] // 8) * 8, count_dtype)  # whole 8-byte words
         block_density(source, wz, wy, wx, threshold, mode, pad, volume, acc, out4, start, stop)
 
     tasks = [partial(compute_rows, a, b) for a, b in split_range(rows, parts)]
