@@ -108,6 +108,20 @@ def read_seconds(nbytes: int) -> float:
     return _READ_SECONDS[nbytes]
 
 
+def fresh_write_seconds(nbytes: int) -> float:
+    """Seconds to allocate and fill a new array of `nbytes` with two threads: the cost of a
+    new result's first touch (page faults and the kernel's zeroing), in no floor above."""
+    halves = (slice(0, nbytes // 8), slice(nbytes // 8, nbytes // 4))
+
+    with ThreadPoolExecutor(2) as pool:
+
+        def write():
+            target = np.empty(nbytes // 4, np.float32)
+            list(pool.map(lambda part: target[part].fill(1), halves))
+
+        return timed(write, 7)
+
+
 def copy_seconds(nbytes: int) -> float:
     source = np.ones(nbytes // 4, np.float32)
     target = np.empty_like(source)
@@ -494,7 +508,12 @@ def main(argv=None) -> int:
         f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}"
     )
     nbytes = int(512 * MIB * scale)
-    print(f"read bandwidth (2 threads, np.max): {nbytes / read_seconds(nbytes) / 1e9:.1f} GB/s\n")
+    print(f"read bandwidth (2 threads, np.max): {nbytes / read_seconds(nbytes) / 1e9:.1f} GB/s")
+    result = nbytes // 8  # the float32 result of a (8, n, n, n) float32 stack reduced along t
+    print(
+        f"a new {result / MIB:.0f} MiB result, allocated and written (2 threads): "
+        f"{fresh_write_seconds(result) * 1e3:.1f} ms\n"
+    )
 
     rows: list[Row] = []
     builders = {
