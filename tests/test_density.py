@@ -113,6 +113,15 @@ def test_threshold_applies_to_any_dtype(dtype):
     assert checksum(image) == before
 
 
+@pytest.mark.parametrize("threshold", [-1, 255, 1e9])
+@pytest.mark.parametrize("edge", ["trim", "pad"])
+def test_thresholds_outside_an_integer_range_count_all_or_none(threshold, edge):
+    image = np.random.default_rng(13).integers(0, 256, (9, 11), dtype=np.uint8)
+    expected = block_reference(image > threshold, (2, 4), edge)
+    result = density_map(image, (2, 4), threshold=threshold, edge=edge)
+    np.testing.assert_array_equal(result, expected)
+
+
 def test_nan_never_counts():
     image = np.array([[np.nan, 1.0], [0.0, np.nan]])
     assert density_map(image, 2)[0, 0] == 0.25

@@ -105,51 +105,31 @@ def _four_rows(x, o, i, t0, m):
     )
 
 
-@njit(inline="always", **_JIT_CONTRACT)
-def _eight_moments(rows, j, k):
-    """Sum and sum of squares of ``rows[r][j] - k`` over eight rows (float64, balanced)."""
-    a, b, c, d = rows[0][j] - k, rows[1][j] - k, rows[2][j] - k, rows[3][j] - k
-    e, f, g, h = rows[4][j] - k, rows[5][j] - k, rows[6][j] - k, rows[7][j] - k
-    total = ((a + b) + (c + d)) + ((e + f) + (g + h))
-    squares = ((a * a + b * b) + (c * c + d * d)) + ((e * e + f * f) + (g * g + h * h))
-    return total, squares
-
-
 @njit(**_JIT_CONTRACT)
-def _row_sums(x, o, n, t0, m, shift, sums, with_squares):
-    """Set the sums of the ``n`` rows of ``x[o, :, t0:t0 + m]`` (minus ``shift``).
+def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
+    """Add rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` (minus ``shift``) to the sums.
 
-    ``sums[:m]`` gets the values' sums and, if `with_squares`, ``sums[T:T + m]``
-    their squares' (``T = _MOMENT_TILE``, a compile-time constant): one written
-    array, so LLVM's aliasing checks stay few and the loops vectorise. Eight rows
-    per pass load and store the float64 sums once; the first eight set them (no
-    zeroing pass). Row views indexed from 0 let LLVM vectorise. Without squares
-    (the mean and the sum) nothing is shifted.
+    ``sums[:m]`` accumulates the values and, if `with_squares`, ``sums[T:T + m]``
+    their squares (``T = _MOMENT_TILE``, a compile-time constant): one written array,
+    so LLVM's aliasing checks stay few and the loops vectorise. Eight rows per
+    pass load and store the float64 sums once. Row views indexed from 0 let LLVM
+    vectorise.
     """
-    i = 0
-    if n < 8:
-        sums[:m] = 0.0
-        sums[_MOMENT_TILE : _MOMENT_TILE + m] = 0.0
-    while i + 8 <= n:
-        rows = _four_rows(x, o, i, t0, m) + _four_rows(x, o, i + 4, t0, m)
-        if not with_squares:
-            if i == 0:
-                for j in range(m):
-                    sums[j] = _eight_moments(rows, j, 0.0)[0]
-            else:
-                for j in range(m):
-                    sums[j] += _eight_moments(rows, j, 0.0)[0]
-        elif i == 0:
-            for j in range(m):
-                sums[j], sums[_MOMENT_TILE + j] = _eight_moments(rows, j, shift[j])
-        else:
-            for j in range(m):
-                total, squares = _eight_moments(rows, j, shift[j])
-                sums[j] += total
-                sums[_MOMENT_TILE + j] += squares
-        i += 8
+    i = i0
     if with_squares:
-        while i + 4 <= n:
+        while i + 8 <= i1:
+            r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
+            r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
+            for j in range(m):
+                k = shift[j]
+                a, b, c, d = r0[j] - k, r1[j] - k, r2[j] - k, r3[j] - k
+                e, f, g, h = r4[j] - k, r5[j] - k, r6[j] - k, r7[j] - k
+                sums[j] += ((a + b) + (c + d)) + ((e + f) + (g + h))
+                sums[_MOMENT_TILE + j] += ((a * a + b * b) + (c * c + d * d)) + (
+                    (e * e + f * f) + (g * g + h * h)
+                )
+            i += 8
+        while i + 4 <= i1:
             r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
             for j in range(m):
                 k = shift[j]
@@ -160,7 +140,7 @@ def _row_sums(x, o, n, t0, m, shift, sums, with_squares):
                 sums[j] += (a + b) + (c + d)
                 sums[_MOMENT_TILE + j] += (a * a + b * b) + (c * c + d * d)
             i += 4
-        while i < n:
+        while i < i1:
             r0 = x[o, i, t0 : t0 + m]
             for j in range(m):
                 a = r0[j] - shift[j]
@@ -168,14 +148,22 @@ def _row_sums(x, o, n, t0, m, shift, sums, with_squares):
                 sums[_MOMENT_TILE + j] += a * a
             i += 1
         return
-    while i + 4 <= n:
+    while i + 8 <= i1:
+        r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
+        r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
+        for j in range(m):
+            sums[j] += (
+                (np.float64(r0[j]) + np.float64(r1[j])) + (np.float64(r2[j]) + np.float64(r3[j]))
+            ) + ((np.float64(r4[j]) + np.float64(r5[j])) + (np.float64(r6[j]) + np.float64(r7[j])))
+        i += 8
+    while i + 4 <= i1:
         r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
         for j in range(m):
             sums[j] += (np.float64(r0[j]) + np.float64(r1[j])) + (
                 np.float64(r2[j]) + np.float64(r3[j])
             )
         i += 4
-    while i < n:
+    while i < i1:
         r0 = x[o, i, t0 : t0 + m]
         for j in range(m):
             sums[j] += np.float64(r0[j])
@@ -189,7 +177,7 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
-    the inner axis, up to eight rows at a time (`_row_sums`; the first sample
+    the inner axis, up to eight rows at a time (`_add_rows`; the first sample
     adds 0 but keeps the groups of eight whole). The mean and the sum need no
     shift and no squares. NaN and inf propagate as in NumPy.
     """
@@ -207,7 +195,9 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
                 row = x[o, 0, t0 : t0 + m]
                 for j in range(m):
                     shift[j] = row[j]
-            _row_sums(x, o, n, t0, m, shift, sums, shifted)
+            total[:m] = 0.0
+            squares[:m] = 0.0
+            _add_rows(x, o, 0, n, t0, m, shift, sums, shifted)
             if _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m]):
                 for j in range(m):
                     if _overflowed(stat, shift[j], total[j], squares[j], n, ddof):
@@ -348,29 +338,26 @@ EXACT_FLOAT_LINES = 1448
 
 
 @njit(**_JIT_CONTRACT)
-def _integer_row_sums(x, o, n, t0, m, sums):
-    """Set ``sums[:m]`` to the sums of the rows of ``x[o, :, t0:t0 + m]`` (integers of at
-    most 16 bits) and ``sums[T:T + m]`` to their squares' (``T = _MOMENT_TILE``), exactly.
+def _add_integer_rows(x, o, n, t0, m, sums):
+    """Add the rows of ``x[o, :, t0:t0 + m]`` (integers of at most 16 bits) to ``sums[:m]``
+    and their squares to ``sums[T:T + m]`` (``T = _MOMENT_TILE``), exactly.
 
     In float64, whose integers are exact below 2**53 (see `EXACT_INTEGER_LINES`);
     no shift is needed, since exact sums do not cancel. One written array, as in
-    `_row_sums`. (Summing the values in int32 as well was 12-15% slower: its
+    `_add_rows`. (Summing the values in int32 as well was 12-15% slower: its
     conversions compete with the float64 ones for the same execution port.)
     """
     i = 0
-    if n < 8:
-        sums[:m] = 0.0
-        sums[_MOMENT_TILE : _MOMENT_TILE + m] = 0.0
     while i + 8 <= n:
-        rows = _four_rows(x, o, i, t0, m) + _four_rows(x, o, i + 4, t0, m)
-        if i == 0:  # the first eight rows set the sums
-            for j in range(m):
-                sums[j], sums[_MOMENT_TILE + j] = _eight_moments(rows, j, 0.0)
-        else:
-            for j in range(m):
-                total, squares = _eight_moments(rows, j, 0.0)
-                sums[j] += total
-                sums[_MOMENT_TILE + j] += squares
+        r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
+        r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
+        for j in range(m):
+            a, b, c, d = np.float64(r0[j]), np.float64(r1[j]), np.float64(r2[j]), np.float64(r3[j])
+            e, f, g, h = np.float64(r4[j]), np.float64(r5[j]), np.float64(r6[j]), np.float64(r7[j])
+            sums[j] += ((a + b) + (c + d)) + ((e + f) + (g + h))
+            sums[_MOMENT_TILE + j] += ((a * a + b * b) + (c * c + d * d)) + (
+                (e * e + f * f) + (g * g + h * h)
+            )
         i += 8
     while i < n:
         r0 = x[o, i, t0 : t0 + m]
@@ -427,7 +414,9 @@ def integer_moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     for o in range(o0, o1):
         for t0 in range(j0, j1, tile):
             m = min(tile, j1 - t0)
-            _integer_row_sums(x, o, n, t0, m, sums)
+            sums[:m] = 0.0
+            sums[tile : tile + m] = 0.0
+            _add_integer_rows(x, o, n, t0, m, sums)
             _finish_exact(stat, sums[:tile], sums[tile:], zeros, m, n, ddof, out[o, t0 : t0 + m])
 
 
@@ -669,18 +658,21 @@ def frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial):
     """Accumulate per-frame norm terms of ``x`` (outer, n, inner) into ``partial`` (n,).
 
     The frame index is axis 1. ``kind`` selects sum of ``|x|**power``, of
-    squares, of ``|x|``, or the maximum of ``|x|`` (NaN wins). ``single``: ``x``
-    is float32, whose sums of squares and of ``|x|`` go through `_single_sums`.
+    squares, of ``|x|``, or the maximum of ``|x|`` (NaN wins). ``single`` is
+    True for float32 ``x``, whose sums of squares and of ``|x|`` go through
+    `_single_sums`, and None otherwise (Numba then drops that branch, which
+    other dtypes never take, before compiling).
     """
     n = x.shape[1]
-    blocks = single and (kind == NORM_SQUARES or kind == NORM_ABS)
+    if single is not None:
+        if kind == NORM_SQUARES or kind == NORM_ABS:
+            for o in range(o0, o1):
+                for i in range(n):
+                    partial[i] += _single_sums(x[o, i, j0:j1], kind == NORM_SQUARES)
+            return
     for o in range(o0, o1):
         for i in range(n):
-            row = x[o, i, j0:j1]
-            if blocks:
-                partial[i] += _single_sums(row, kind == NORM_SQUARES)
-            else:
-                partial[i] = _row_norm_term(row, kind, power, partial[i])
+            partial[i] = _row_norm_term(x[o, i, j0:j1], kind, power, partial[i])
 
 
 @njit(**_JIT_REASSOC)
@@ -755,12 +747,12 @@ def frame_norm_partials_flat(flat, start, stop, n, kind, power, single, partial)
     multiple of ``n``) elements, four blocks per pass, so that the inner loop
     is long, vectorised and touches ``acc`` once per four blocks. For float32
     (``single``) sums of squares or of ``|x|``, the passes add into float32 sums,
-    moved to ``acc`` every `_SINGLE_BLOCK` terms (as `_single_sums`).
+    moved to ``acc`` every `_SINGLE_BLOCK` terms (as `_single_sums`; ``single``
+    is True or None as there).
     """
     width = n * max(1, INTERLEAVED_WIDTH // n)
     acc = np.zeros(width)
-    blocks = single and (kind == NORM_SQUARES or kind == NORM_ABS)
-    acc32 = np.zeros(width if blocks else 0, np.float32)
+    acc32 = np.zeros(width, np.float32)
     passes = 0
     since = start  # where the terms in acc32 begin
     block = start
@@ -770,17 +762,19 @@ def frame_norm_partials_flat(flat, start, stop, n, kind, power, single, partial)
         c = flat[block + 2 * width : block + 3 * width]
         d = flat[block + 3 * width : block + 4 * width]
         block += 4 * width
-        if not blocks:
-            _interleaved_terms(a, b, c, d, kind, power, acc)
-            continue
-        _interleaved_single(a, b, c, d, kind == NORM_SQUARES, acc32)
-        passes += 1
-        if passes * 4 == _SINGLE_BLOCK:
+        if single is not None:
+            if kind == NORM_SQUARES or kind == NORM_ABS:
+                _interleaved_single(a, b, c, d, kind == NORM_SQUARES, acc32)
+                passes += 1
+                if passes * 4 == _SINGLE_BLOCK:
+                    _flush_single(flat, since, block, width, kind, acc32, acc)
+                    passes = 0
+                    since = block
+                continue
+        _interleaved_terms(a, b, c, d, kind, power, acc)
+    if single is not None:
+        if passes:
             _flush_single(flat, since, block, width, kind, acc32, acc)
-            passes = 0
-            since = block
-    if blocks and passes:
-        _flush_single(flat, since, block, width, kind, acc32, acc)
     while block < stop:
         count = min(width, stop - block)
         row = flat[block : block + count]
@@ -969,20 +963,20 @@ def _four_block_rows(src, t, z0, y0, height, k):
 
 
 @njit(inline="always", **_JIT)
-def _four_counts(a, b, c, d, j, threshold, mode):
-    return (_count(a[j], threshold, mode) + _count(b[j], threshold, mode)) + (
-        _count(c[j], threshold, mode) + _count(d[j], threshold, mode)
-    )
+def _four_counts(a, b, c, d, j, threshold):
+    """How many of ``a[j]``, ``b[j]``, ``c[j]`` and ``d[j]`` are above `threshold`."""
+    return ((a[j] > threshold) + (b[j] > threshold)) + ((c[j] > threshold) + (d[j] > threshold))
 
 
 @njit(**_JIT)
-def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r1):
+def block_density(src, wz, wy, wx, threshold, pad, volume, acc, out, r0, r1):
     """Block densities of rows ``r0:r1`` of ``out`` in one pass over their input.
 
     ``src`` is (T, Z, Y, X), ``out`` (T, Zo, Yo, Xo) float32 with ``Zo =
     Z // wz`` (or ``ceil`` when `pad`), the same along Y and X; output row
     ``r`` is ``out[t, zo, yo]`` with ``r = (t * Zo + zo) * Yo + yo``. The
-    ``wz * wy`` input rows of a block row are counted (see `_count`) into
+    ``wz * wy`` input rows of a block row are counted (values above `threshold`;
+    the caller handles the thresholds that count all or none) into
     ``acc`` (length X or more, an unsigned dtype that holds ``wz * wy * wx``;
     a multiple of 8 lets byte counts be read as words), which stays in cache,
     and its groups of ``wx`` become fractions: ``count /
@@ -1006,40 +1000,29 @@ def block_density(src, wz, wy, wx, threshold, mode, pad, volume, acc, out, r0, r
         z1 = min(z0 + wz, n_z)
         y0 = yo * wy
         y1 = min(y0 + wy, n_y)
-        # the block row's input rows, eight or four per pass over acc (the first assigns)
+        # the block row's input rows, eight or four per pass over acc
         height = y1 - y0
         rows = (z1 - z0) * height
+        for j in range(n_x):
+            acc[j] = 0
         k = 0
         while k + 8 <= rows:
             a, b, c, d = _four_block_rows(src, t, z0, y0, height, k)
             e, f, g, h = _four_block_rows(src, t, z0, y0, height, k + 4)
-            if k == 0:
-                for j in range(n_x):
-                    acc[j] = _four_counts(a, b, c, d, j, threshold, mode) + _four_counts(
-                        e, f, g, h, j, threshold, mode
-                    )
-            else:
-                for j in range(n_x):
-                    acc[j] += _four_counts(a, b, c, d, j, threshold, mode) + _four_counts(
-                        e, f, g, h, j, threshold, mode
-                    )
+            for j in range(n_x):
+                acc[j] += _four_counts(a, b, c, d, j, threshold) + _four_counts(
+                    e, f, g, h, j, threshold
+                )
             k += 8
         if k + 4 <= rows:
             a, b, c, d = _four_block_rows(src, t, z0, y0, height, k)
-            if k == 0:
-                for j in range(n_x):
-                    acc[j] = _four_counts(a, b, c, d, j, threshold, mode)
-            else:
-                for j in range(n_x):
-                    acc[j] += _four_counts(a, b, c, d, j, threshold, mode)
-            k += 4
-        if k == 0:
             for j in range(n_x):
-                acc[j] = 0
+                acc[j] += _four_counts(a, b, c, d, j, threshold)
+            k += 4
         while k < rows:
             a = src[t, z0 + k // height, y0 + k % height]
             for j in range(n_x):
-                acc[j] += _count(a[j], threshold, mode)
+                acc[j] += a[j] > threshold
             k += 1
         target = out[t, zo, yo]
         if pad:

@@ -245,8 +245,11 @@ def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, wor
     `source` is the image as (T, Z, Y, X) (leading axes with window 1 merged
     into T); each task handles a range of output rows (T, Zo, Yo merged).
     """
-    from ._kernels import block_density
+    from ._kernels import COUNT_ABOVE, COUNT_ALL, block_density
 
+    if mode != COUNT_ABOVE:  # a threshold outside an integer dtype's range counts all or none
+        value = 1.0 if mode == COUNT_ALL else 0.0
+        return Plan.from_tasks([partial(out.fill, value)], lambda: out, 1, "block density")
     wz, wy, wx = (1, 1, 1, *sizes)[-3:]
     out4 = out.reshape(source.shape[0], *(1, 1, 1, *out.shape)[-3:])  # a view: out is new
     rows = math.prod(out4.shape[:3])
@@ -256,7 +259,7 @@ def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, wor
 
     def compute_rows(start: int, stop: int):
         acc = np.zeros(-(-source.shape[3] // 8) * 8, count_dtype)  # whole 8-byte words
-        block_density(source, wz, wy, wx, threshold, mode, pad, volume, acc, out4, start, stop)
+        block_density(source, wz, wy, wx, threshold, pad, volume, acc, out4, start, stop)
 
     tasks = [partial(compute_rows, a, b) for a, b in split_range(rows, parts)]
     return Plan.from_tasks(tasks, lambda: out, workers, "block density")

@@ -346,7 +346,8 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
     length = stack.shape[axis]
     count = task_count(_task_bytes(stack.nbytes), stack.size // length, workers)
     data = _kernel_view(stack)
-    single = bool(data.dtype == np.float32)  # float32 partial sums (see _kernels._single_sums)
+    # float32 partial sums (see _kernels._single_sums); None compiles no such branch
+    single = True if data.dtype == np.float32 else None
     x3 = view_3d(data, axis) if data.dtype != np.float16 else None
     # Each task accumulates its own partial sums per frame; they are merged at the end.
     partials: list[tuple[slice, np.ndarray]] = []
