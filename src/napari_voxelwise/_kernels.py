@@ -213,11 +213,16 @@ def _tile_variance(shift, total, squares, n, inverse_dof):
 
 
 @njit(inline="always", **_JIT)
-def _overflowed(shift, total, squares, n, ddof):
-    """Whether a voxel's variance is not finite although its first sample is: either
-    its sums overflowed (`_careful_moment` redoes it) or a later sample is inf or NaN."""
-    var = _tile_variance(shift, total, squares, n, 1.0 / (n - ddof))
+def _suspect(var, shift):
+    """Whether a variance is not finite although its first sample is: either its sums
+    overflowed (`_careful_moment` redoes it) or a later sample is inf or NaN."""
     return (not var < np.inf) & (abs(shift) < np.inf)
+
+
+@njit(inline="always", **_JIT)
+def _overflowed(shift, total, squares, n, ddof):
+    """`_suspect` for one voxel's sums."""
+    return _suspect(_tile_variance(shift, total, squares, n, 1.0 / (n - ddof)), shift)
 
 
 @njit(**_JIT)
@@ -225,7 +230,7 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
     """`_finish_moment` for a tile of ``m`` voxels, one branch-free (vectorised) loop each.
 
     Only for ``n > ddof`` (checked by the caller's argument validation). Returns
-    whether some voxel is `_overflowed` (counted in the same loop: a separate
+    whether some voxel is `_suspect` (counted in the same loop: a separate
     check, calling a function per voxel, cost the float32 variance 20%).
     """
     if stat == STAT_SUM:
@@ -241,17 +246,17 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
     if stat == STAT_VAR:
         for j in range(m):
             var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
-            suspects += (not var < np.inf) & (abs(shift[j]) < np.inf)
+            suspects += _suspect(var, shift[j])
             out[j] = var
     elif stat == STAT_STD:
         for j in range(m):
             var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
-            suspects += (not var < np.inf) & (abs(shift[j]) < np.inf)
+            suspects += _suspect(var, shift[j])
             out[j] = math.sqrt(var)
     else:
         for j in range(m):
             var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
-            suspects += (not var < np.inf) & (abs(shift[j]) < np.inf)
+            suspects += _suspect(var, shift[j])
             out[j] = math.sqrt(var) / (shift[j] + total[j] / n)
     return suspects > 0
 
