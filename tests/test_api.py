@@ -131,6 +131,65 @@ def test_read_only_inputs_work_and_results_are_new_arrays(name, dtype):
     result[...] = 0  # the result is writable and separate
 
 
+#: the kernels' arguments that come from the caller's arrays (the others are outputs or buffers)
+KERNEL_INPUTS = {
+    "moment_statistic": ["x"],
+    "moment_statistic_lines": ["x"],
+    "moment_statistic_short_lines": ["x"],
+    "integer_moment_statistic": ["x"],
+    "integer_moment_statistic_short_lines": ["x"],
+    "integer_moment_statistic_paired_lines": ["words"],
+    "moment_statistic_skipna": ["x"],
+    "extremum_statistic": ["x"],
+    "extremum_lines": ["x"],
+    "frame_norm_partials": ["x"],
+    "frame_norm_partials_flat": ["flat"],
+    "group_sums": ["src"],
+    "window_sums": ["src"],
+    "block_density": ["src"],
+    "pack_selected": ["points", "mask"],
+    "masked_copy": ["image", "inside"],
+    "correlate_lines": ["src"],
+}
+
+
+def test_kernels_are_compiled_for_read_only_inputs_only():
+    """Writable inputs reach the kernels as read-only views (copies of strided parts too), so
+    a writable and a read-only array share one compiled kernel: numba compiles one per
+    read-only flag, about a second each."""
+    import inspect
+
+    from napari_voxelwise import _kernels
+
+    data = (np.random.default_rng(0).random((6, 8, 3)) * 200).astype(np.float32)
+    for call in CALLS.values():  # writable inputs, contiguous and strided
+        call(data)
+        call(data[:, ::-1])
+    napari_voxelwise.voxel_variance(data[:, ::2], axis=-1)  # strided short lines: copied
+    napari_voxelwise.voxel_variance(data.astype(np.uint16)[:, ::2, :2], axis=-1)  # word pairs
+    napari_voxelwise.axis_statistic(data, "max", axis=-1)
+    napari_voxelwise.axis_statistic(data, "mean", axis=-1, skipna=True)
+    checked = set()
+    for name, inputs in KERNEL_INPUTS.items():
+        kernel = getattr(_kernels, name)
+        parameters = list(inspect.signature(kernel.py_func).parameters)
+        for signature in kernel.signatures:
+            for argument in inputs:
+                assert not signature[parameters.index(argument)].mutable, (name, signature)
+                checked.add(name)
+    assert checked >= {
+        "moment_statistic",
+        "moment_statistic_short_lines",
+        "integer_moment_statistic_paired_lines",
+        "frame_norm_partials_flat",
+        "block_density",
+        "window_sums",
+        "pack_selected",
+        "masked_copy",
+        "correlate_lines",
+    }, checked
+
+
 def test_no_eval_exec_or_pickle_in_the_package():
     """User input never reaches eval, exec or pickle (np.load only with allow_pickle=False)."""
     package = pathlib.Path(napari_voxelwise.__file__).parent

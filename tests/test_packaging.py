@@ -57,7 +57,14 @@ def test_plain_wheel_install_ships_the_manifest(tmp_path):
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", "site"
+            ".git",
+            "__pycache__",
+            "*.egg-info",
+            "build",
+            "dist",
+            ".pytest_cache",
+            ".hypothesis",
+            "site",
         ),
     )
     wheels = tmp_path / "wheels"

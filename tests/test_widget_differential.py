@@ -282,11 +282,10 @@ def test_the_gui_stays_responsive_during_a_long_run(viewer, errors):
     from qtpy.QtCore import QCoreApplication, QElapsedTimer, QTimer
 
     frame = blobs((48, 96, 96), seed=9)
-    # The stack below is a read-only view, which numba compiles its own kernels for: compile
-    # them (or load them from the cache) now. A first compile is pure Python that competes with
-    # the GUI thread for the GIL (a 329 ms gap on a cold 2-core CI machine): once per install,
-    # since compiled kernels are cached, not once per run.
-    frame.setflags(write=False)
+    # Compile the kernels (or load them from the cache) now. A first compile is pure Python
+    # that competes with the GUI thread for the GIL (a 329 ms gap on a cold 2-core CI machine):
+    # once per install, since compiled kernels are cached, not once per run. The stack below
+    # is a read-only view: the kernels compiled for this writable frame serve it too.
     hessian_eigenvalues(frame, 1.0)
     start = time.perf_counter()
     hessian_eigenvalues(frame, 1.0)

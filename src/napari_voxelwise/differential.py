@@ -28,6 +28,7 @@ from itertools import combinations_with_replacement
 import numpy as np
 
 from . import _validation as check
+from ._blocks import frozen
 from ._plan import Plan, resolve_workers, run_tasks, split_range, task_count
 
 __all__ = [
@@ -332,7 +333,7 @@ def _correlate_axis(array: np.ndarray, axis: int, half, parity, index, length: i
     outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
     result = np.empty((*shape[:axis], length, *shape[axis + 1 :]), array.dtype)
     correlate_lines(
-        array.reshape(outer, shape[axis], inner),
+        frozen(array.reshape(outer, shape[axis], inner)),
         half,
         parity,
         index,

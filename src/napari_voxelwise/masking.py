@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from . import _validation as check
-from ._blocks import boxes, nd_blocks, view_3d
+from ._blocks import boxes, frozen, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, split_range, task_count
 
 __all__ = ["apply_mask", "mask_filter"]
@@ -115,7 +115,7 @@ def fill_dtype(dtype: np.dtype, fill_value, name: str = "fill_value") -> np.dtyp
 def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
     """Checked, ready-to-run plan of :func:`mask_filter` (see there)."""
     points = check.as_numeric_array(points, "points", min_ndim=2)
-    mask = check.as_mask(mask, "mask")
+    mask = frozen(check.as_mask(mask, "mask"))
     if mask.shape != points.shape[:2]:
         raise ValueError(
             f"mask must have shape points.shape[:2] = {points.shape[:2]} "
@@ -138,7 +138,9 @@ def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
         if source3 is not None:
             pack_selected(source3, mask, first, last, fill, target3)
         else:  # a layout that needs a copy: one block of frames at a time
-            block = np.ascontiguousarray(source[first:last]).reshape(-1, n_points, features)
+            block = frozen(
+                np.ascontiguousarray(source[first:last]).reshape(-1, n_points, features)
+            )
             pack_selected(block, mask[first:last], 0, last - first, fill, target3[first:last])
 
     parts = task_count(points.nbytes, frames, workers)
@@ -163,12 +165,12 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
     columns = mask.size
     rows = image.size // columns
     leading = image.ndim - mask.ndim
-    inside = np.ascontiguousarray(mask).reshape(columns)
+    inside = frozen(np.ascontiguousarray(mask).reshape(columns))
     target2 = target.reshape(rows, columns)
     parts = task_count(image.nbytes, image.size, workers)
 
     if source.flags.c_contiguous:  # (rows, columns) views: the kernel reads the image in place
-        source2 = source.reshape(rows, columns)
+        source2 = frozen(source.reshape(rows, columns))
 
         def mask_box(r0, r1, c0, c1):
             from ._kernels import masked_copy
@@ -181,8 +183,8 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
         def mask_block(index):
             from ._kernels import masked_copy
 
-            block = np.ascontiguousarray(source[index])
-            part = np.ascontiguousarray(mask[index[leading:]]).reshape(-1)
+            block = frozen(np.ascontiguousarray(source[index]))
+            part = frozen(np.ascontiguousarray(mask[index[leading:]]).reshape(-1))
             result = np.empty(block.shape, target.dtype)
             block_rows = block.size // part.size
             masked_copy(

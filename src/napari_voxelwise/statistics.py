@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 
 from . import _validation as check
-from ._blocks import boxes, nd_blocks, view_3d
+from ._blocks import boxes, frozen, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, task_count
 
 __all__ = ["STATISTICS", "axis_statistic", "frame_norms", "voxel_variance"]
@@ -263,7 +263,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                 return
             for c0 in range(o0, o1, _COPIED_LINES):  # strided lines: copied a few at a time
                 c1 = min(c0 + _COPIED_LINES, o1)
-                kernel(np.ascontiguousarray(lines[c0:c1]), 0, c1 - c0, results[c0:c1])
+                kernel(frozen(np.ascontiguousarray(lines[c0:c1])), 0, c1 - c0, results[c0:c1])
         elif x3.shape[2] == 1:
             _kernels.moment_statistic_lines(x3, o0, o1, ddof, code, out2)
         elif exact:
