@@ -405,9 +405,10 @@ def _difference_components(extended, spacing, orders):
         steps = tuple(axis for axis, count in enumerate(orders_) for _ in range(count))
         for depth in range(1, len(steps) + 1):
             if steps[:depth] not in memo:
-                memo[steps[:depth]] = np.gradient(
-                    memo[steps[: depth - 1]], spacing[steps[depth - 1]], axis=steps[depth - 1]
-                )
+                with np.errstate(invalid="ignore"):  # inf - inf next to an inf input: NaN
+                    memo[steps[:depth]] = np.gradient(
+                        memo[steps[: depth - 1]], spacing[steps[depth - 1]], axis=steps[depth - 1]
+                    )
         results[orders_] = memo[steps]
     if lift != 1.0:
         with np.errstate(over="ignore"):  # a derivative beyond the range is infinite
