@@ -150,6 +150,7 @@ KERNEL_INPUTS = {
     "pack_selected": ["points", "mask"],
     "masked_copy": ["image", "inside"],
     "correlate_lines": ["src"],
+    "difference_lines": ["src"],
 }
 
 
@@ -187,6 +188,7 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
         "pack_selected",
         "masked_copy",
         "correlate_lines",
+        "difference_lines",
     }, checked
 
 

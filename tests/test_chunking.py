@@ -34,6 +34,9 @@ CALLS = {
     "gradient": lambda a: (
         vw.gradient_vectors(a) if min(a.shape) > 1 else vw.gradient_magnitude(a, sigma=1.0)
     ),
+    "gradient magnitude": lambda a: vw.gradient_magnitude(a, spacing=(0.5, 1.0, 3.0)),
+    "hessian differences": lambda a: vw.hessian_matrix(a, sigma=None, spacing=(2.0, 1.0, 0.5)),
+    "eigenvalues differences": lambda a: vw.hessian_eigenvalues(a, sigma=None),
     "hessian gaussian": lambda a: vw.hessian_matrix(a, sigma=1.3, spacing=(1.0, 2.0, 1.0)),
     "eigenvalues": lambda a: vw.hessian_eigenvalues(a, sigma=1.0, order="abs"),
 }

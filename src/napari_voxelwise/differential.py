@@ -15,7 +15,11 @@ The volume is processed in slabs along its first axis, each with the halo its
 filter needs, on all cores; a Gaussian Hessian shares its smoothing passes
 between the components, and the eigenvalues come from a closed-form solver fed
 with the six unique components of each slab, so no (..., 3, 3) matrix is ever
-built for them.
+built for them. Finite differences are computed by a kernel in float64 (a
+float32 volume's are rounded once, where ``np.gradient`` rounds the difference
+and the quotient in float32; a Hessian's first derivatives stay float64), and
+each slab's components are written into the (..., ndim) or (..., ndim, ndim)
+result row by row.
 """
 
 from __future__ import annotations
@@ -382,43 +386,71 @@ def _descend(array, axis, group, halo, rows, filters, ndim, results):
             _descend(filtered, axis + 1, subgroup, halo, rows, filters, ndim, results)
 
 
-def _difference_components(extended, spacing, orders):
-    """Finite-difference derivatives (np.gradient, one axis after the other).
+def _difference_components(extended, offset, rows, spacing, orders):
+    """Finite-difference derivatives (np.gradient, once or twice) of a slab's rows.
 
-    Values within a factor 4 of the dtype's largest would overflow in the
-    differences themselves (``x - (-x)``) though the derivative is finite:
-    such slabs are differenced at a quarter of their values (exact, a power
-    of two) and scaled back, so only derivatives that truly exceed the range
-    become infinite.
+    `extended` is a C-contiguous slab whose rows ``offset:offset + rows`` are wanted,
+    with the rows around them that the differences need (or the volume's first and
+    last rows). Second derivatives difference float64 first derivatives, each
+    computed once over the rows the second pass needs (two more along axis 0).
+    Returns a dict from order tuples to arrays of the slab's dtype, shape
+    ``(rows, ...)``.
     """
-    lift = 1.0
-    if extended.dtype.kind == "f" and extended.size:
-        largest = np.finfo(extended.dtype).max / 4
-        with np.errstate(invalid="ignore"):
-            if np.nanmax(np.abs(extended), initial=0) > largest:
-                lift = 4.0 ** max(_highest_order(orders), 1)
-                extended = extended / extended.dtype.type(lift)
-    # (no recursive closure here: it would be a reference cycle keeping `memo` alive)
-    memo: dict[tuple, np.ndarray] = {(): extended}
+    scales = [1.0 / step for step in spacing]
+    dtype = extended.dtype
+    own = extended[offset : offset + rows]  # enough for derivatives along the other axes
+    lo, hi = max(offset - 1, 0), min(offset + rows + 1, len(extended))
+    first: dict[int, np.ndarray] = {}  # float64 first derivatives (along axis 0: rows lo:hi)
     results = {}
     for orders_ in orders:
-        steps = tuple(axis for axis, count in enumerate(orders_) for _ in range(count))
-        for depth in range(1, len(steps) + 1):
-            if steps[:depth] not in memo:
-                with np.errstate(invalid="ignore"):  # inf - inf next to an inf input: NaN
-                    memo[steps[:depth]] = np.gradient(
-                        memo[steps[: depth - 1]], spacing[steps[depth - 1]], axis=steps[depth - 1]
-                    )
-        results[orders_] = memo[steps]
-    if lift != 1.0:
-        with np.errstate(over="ignore"):  # a derivative beyond the range is infinite
-            results = {key: value * value.dtype.type(lift) for key, value in results.items()}
+        steps = [axis for axis, count in enumerate(orders_) for _ in range(count)]
+        i, j = steps[0], steps[-1]  # i <= j
+        if len(steps) == 1:
+            results[orders_] = (
+                _difference_along(extended, 0, scales[0], dtype, offset, rows)
+                if i == 0
+                else _difference_along(own, i, scales[i], dtype)
+            )
+            continue
+        if i not in first:
+            first[i] = (
+                _difference_along(extended, 0, scales[0], np.float64, lo, hi - lo)
+                if i == 0
+                else _difference_along(own, i, scales[i], np.float64)
+            )
+        if j == 0:
+            results[orders_] = _difference_along(first[0], 0, scales[0], dtype, offset - lo, rows)
+        else:
+            part = first[0][offset - lo : offset - lo + rows] if i == 0 else first[i]
+            results[orders_] = _difference_along(part, j, scales[j], dtype)
     return results
 
 
-def _highest_order(orders) -> int:
-    """The highest derivative order among `orders` (tuples of per-axis counts)."""
-    return max((sum(order) for order in orders), default=0)
+def _difference_along(array, axis, scale, dtype, lo=0, rows=None):
+    """`_kernels.difference_lines` along `axis` of a C-contiguous array, into a new array.
+
+    Along axis 0 the result holds rows ``lo:lo + rows`` (default: all); along the
+    other axes, all of them.
+    """
+    from ._kernels import difference_lines
+
+    shape = array.shape
+    if axis == 0 and rows is not None:
+        shape = (rows, *shape[1:])
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    result = np.empty(shape, dtype)
+    difference_lines(
+        frozen(array.reshape(outer, array.shape[axis], inner)),
+        lo,
+        scale,
+        result.reshape(outer, shape[axis], inner),
+    )
+    return result
+
+
+def _flat_parts(components: dict, orders) -> tuple[np.ndarray, ...]:
+    """The components `orders` (new C-contiguous slab arrays) as flat read-only views."""
+    return tuple(frozen(components[o].reshape(-1)) for o in orders)
 
 
 # --------------------------------------------------------------------------- slab engine
@@ -456,11 +488,12 @@ def _derivative_plan(
         halo = filters[0].radius
 
     def compute_slab(start: int, stop: int):
-        if filters is None:
+        if filters is None:  # the kernel gives NaN next to inf or NaN itself
             first, last = max(start - halo, 0), min(stop + halo, length)
             extended = np.ascontiguousarray(volume[first:last], dtype=work_dtype)
-            components = _difference_components(extended, spacing, orders)
-            components = {k: v[start - first : stop - first] for k, v in components.items()}
+            components = _difference_components(
+                extended, start - first, stop - start, spacing, orders
+            )
         else:
             if start - halo >= 0 and stop + halo <= length:
                 rows = volume[start - halo : stop + halo]
@@ -468,9 +501,9 @@ def _derivative_plan(
                 rows = volume[reflect_index(start - halo, stop + halo, length)]
             extended = np.ascontiguousarray(rows, dtype=work_dtype)
             components = _gaussian_components(extended, halo, filters, orders)
-        if check_finite and not np.isfinite(extended).all():
-            for component in components.values():
-                component[~np.isfinite(component)] = np.nan
+            if check_finite and not np.isfinite(extended).all():
+                for component in components.values():
+                    component[~np.isfinite(component)] = np.nan
         consume(start, stop, components)
 
     work = volume.size * cost_per_voxel * work_dtype.itemsize
@@ -524,6 +557,8 @@ def gradient_plan(
     volume, spacing=None, sigma=None, *, truncate=4.0, magnitude=False, workers=None
 ) -> Plan:
     """Checked, ready-to-run plan of :func:`gradient_vectors` or :func:`gradient_magnitude`."""
+    from . import _kernels
+
     volume = _check_volume(volume)
     sigma, spacing, truncate = _check_scales(volume, sigma, spacing, truncate)
     workers = resolve_workers(workers)
@@ -533,12 +568,11 @@ def gradient_plan(
     out = np.empty(volume.shape if magnitude else (*volume.shape, ndim), dtype)
 
     def consume(start, stop, components):
+        parts = _flat_parts(components, orders)
         if magnitude:
-            squares = sum(np.square(components[o], dtype=np.float64) for o in orders)
-            out[start:stop] = np.sqrt(squares)
+            _kernels.vector_norms(parts, out[start:stop].reshape(-1))
         else:
-            for axis, orders_ in enumerate(orders):
-                out[start:stop, ..., axis] = components[orders_]
+            _kernels.interleave(parts, out[start:stop].reshape(-1, ndim))
 
     name = "gradient magnitude" if magnitude else "gradient"
     return _derivative_plan(
@@ -568,17 +602,22 @@ def _hessian_orders(ndim: int) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
 
 def hessian_plan(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None) -> Plan:
     """Checked, ready-to-run plan of :func:`hessian_matrix` (see there)."""
+    from . import _kernels
+
     volume = _check_volume(volume)
     sigma, spacing, truncate = _check_scales(volume, sigma, spacing, truncate)
     workers = resolve_workers(workers)
     ndim = volume.ndim
     pairs = _hessian_orders(ndim)
+    pairs_by_index = dict(pairs)
     out = np.empty((*volume.shape, ndim, ndim), check.result_float_dtype(volume.dtype))
 
+    # the (i, j) and (j, i) entries of each matrix, row by row, come from one component
+    entries = [pairs_by_index[min(i, j), max(i, j)] for i in range(ndim) for j in range(ndim)]
+
     def consume(start, stop, components):
-        for (i, j), orders in pairs:
-            out[start:stop, ..., i, j] = components[orders]
-            out[start:stop, ..., j, i] = components[orders]
+        parts = _flat_parts(components, entries)
+        _kernels.interleave(parts, out[start:stop].reshape(-1, ndim * ndim))
 
     return _derivative_plan(
         volume,
@@ -624,7 +663,7 @@ def hessian_eigenvalues_plan(
     )
 
     def consume(start, stop, components):
-        flat = [components[orders].reshape(-1) for _, orders in pairs]
+        flat = _flat_parts(components, [orders for _, orders in pairs])
         # straight into the result (a view: `out` is C-contiguous), block by block
         solver(*flat, order_code, out[start:stop].reshape(-1, ndim))
 

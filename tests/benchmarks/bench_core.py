@@ -395,6 +395,79 @@ def hessian_cases(scale: float) -> list[Case]:
     return cases
 
 
+def gradient_cases(scale: float) -> list[Case]:
+    """Gradients and Hessians, finite differences (np.gradient's) and Gaussian (sigma 2)."""
+    from scipy import ndimage as ndi
+    from skimage.feature import hessian_matrix
+
+    rng = np.random.default_rng(7)
+    volume = rng.random((int(256 * scale),) * 3, dtype=np.float32)
+    small = rng.random((int(128 * scale),) * 3, dtype=np.float32)
+
+    def numpy_magnitude(v):
+        return np.sqrt(sum(np.square(g) for g in np.gradient(v)))
+
+    def seed_hessian(v):
+        return np.array([np.gradient(g) for g in np.gradient(v)])
+
+    def seed_eigenvalues(v):
+        return np.linalg.eigvalsh(np.moveaxis(seed_hessian(v), (0, 1), (-2, -1)))
+
+    faster = [("faster than the best peer", lambda row, peers: row.speed_vs_peer > 1)]
+    return [
+        Case(
+            name=f"gradient_vectors {volume.shape} float32",
+            input_bytes=volume.nbytes,
+            ours=lambda: vw.gradient_vectors(volume),
+            peers={"np.stack(np.gradient)": lambda: np.stack(np.gradient(volume), axis=-1)},
+            targets=faster,
+        ),
+        Case(
+            name=f"gradient_magnitude {volume.shape} float32",
+            input_bytes=volume.nbytes,
+            ours=lambda: vw.gradient_magnitude(volume),
+            peers={"np.gradient, sqrt of squares": lambda: numpy_magnitude(volume)},
+            targets=faster,
+        ),
+        Case(
+            name=f"gradient_magnitude sigma 2 {volume.shape} float32",
+            input_bytes=volume.nbytes,
+            ours=lambda: vw.gradient_magnitude(volume, sigma=2.0),
+            peers={
+                "ndi.gaussian_gradient_magnitude": lambda: ndi.gaussian_gradient_magnitude(
+                    volume, 2.0
+                )
+            },
+            targets=faster,
+        ),
+        Case(
+            name=f"hessian_matrix differences {volume.shape} float32",
+            input_bytes=volume.nbytes,
+            ours=lambda: vw.hessian_matrix(volume, sigma=None),
+            peers={"seed: np.gradient twice": lambda: seed_hessian(volume)},
+            targets=faster,
+        ),
+        Case(
+            name=f"hessian_matrix sigma 2 {small.shape} float32",
+            input_bytes=small.nbytes,
+            ours=lambda: vw.hessian_matrix(small, sigma=2.0),
+            peers={
+                "skimage hessian_matrix": lambda: hessian_matrix(
+                    small, sigma=2, use_gaussian_derivatives=True
+                )
+            },
+            targets=faster,
+        ),
+        Case(
+            name=f"hessian_eigenvalues differences {small.shape} float32",
+            input_bytes=small.nbytes,
+            ours=lambda: vw.hessian_eigenvalues(small, sigma=None),
+            peers={"seed: np.gradient twice + eigvalsh": lambda: seed_eigenvalues(small)},
+            targets=faster,
+        ),
+    ]
+
+
 def eigen_agreement(scale: float) -> float:
     """Largest |ours - eigvalsh| relative to each voxel's largest |eigenvalue| (128^3 volume)."""
     volume = np.random.default_rng(6).random((int(128 * scale),) * 3, dtype=np.float32)
@@ -481,7 +554,7 @@ def format_table(rows: list[Row], markdown: bool = False) -> str:
     return "\n".join(out)
 
 
-FAMILIES = ("variance", "statistic", "norms", "density", "mask", "hessian")
+FAMILIES = ("variance", "statistic", "norms", "density", "mask", "hessian", "gradient")
 
 
 def main(argv=None) -> int:
@@ -523,6 +596,7 @@ def main(argv=None) -> int:
         "density": density_cases,
         "mask": mask_cases,
         "hessian": hessian_cases,
+        "gradient": gradient_cases,
     }
     for family in families:
         for case in builders[family](scale):
