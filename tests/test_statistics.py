@@ -308,6 +308,25 @@ def test_frame_norms_of_non_contiguous_views(axis, workers):
     np.testing.assert_allclose(frame_norms(view, axis=axis, workers=workers), expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int64])
+def test_frame_norms_max_sees_every_value(dtype, workers):
+    """ord=inf keeps the largest |x| and NaN wherever they fall: in the vectorised lanes
+    (rows of 1000 values: 31 groups of 32) or in the scalar tail; int8's -128 is 128."""
+    stack = random_data((5, 1000), np.float64, seed=9) * 100 - 50
+    stack[1, 100] = -3e3  # inside the lanes
+    stack[2, 999] = 4e3  # in the tail
+    if np.dtype(dtype).kind == "f":
+        stack[3, 37] = np.nan
+        stack[4, 998] = -np.inf
+    else:
+        stack = np.clip(stack, -128, 127)
+        stack[3, 37] = -128
+    stack = stack.astype(dtype)
+    expected = [np.max(np.abs(row.astype(np.float64))) for row in stack]
+    result = frame_norms(stack, axis=0, ord=np.inf, workers=workers)
+    np.testing.assert_array_equal(result, expected)
+
+
 def test_frame_norms_nan_propagates():
     stack = np.ones((3, 4))
     stack[1, 2] = np.nan

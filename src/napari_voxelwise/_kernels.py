@@ -261,25 +261,32 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
     return suspects > 0
 
 
-@njit(**_JIT)
+@njit(**_JIT_REASSOC)
 def moment_statistic_lines(x, o0, o1, ddof, stat, out):
-    """As `moment_statistic` for ``x`` of shape (outer, n, 1): one line per output."""
+    """As `moment_statistic` for a C-contiguous ``x`` of shape (outer, n): ``out[o]`` per line.
+
+    Each line is read from the flat array (a unit stride LLVM can see) and its
+    shifted sums are reassociated, so that LLVM vectorises them over several
+    accumulators: 4x to 5x faster than one serial float64 sum, to within 2e-15
+    of it. The deviation ``d`` has two uses (the sum and the sum of squares), so
+    reassociation cannot merge ``x - shift`` into the running sum and lose the shift.
+    """
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM
-    first = 1 if shifted else 0
+    flat = x.reshape(x.shape[0] * n)
     for o in range(o0, o1):
-        line = x[o, :, 0]
+        line = flat[o * n : (o + 1) * n]
         shift = np.float64(line[0]) if shifted else 0.0
         total = 0.0
         squares = 0.0
-        for i in range(first, n):
+        for i in range(n):  # the first sample adds 0 (NaN if inf)
             d = line[i] - shift
             total += d
             squares += d * d
         result = _finish_moment(stat, shift, total, squares, n, ddof)
         if shifted and not abs(result) < np.inf and abs(shift) < np.inf:
             result = _careful_moment(line, stat, ddof)
-        out[o, 0] = result
+        out[o] = result
 
 
 #: Longest line of `moment_statistic_short_lines` (one compiled kernel per length).
@@ -600,11 +607,7 @@ def _row_norm_term(row, kind, power, acc):
     Indices run from 0 over a 1-D view so that LLVM vectorises the loops.
     """
     if kind == NORM_MAX:
-        for j in range(row.shape[0]):
-            a = abs(np.float64(row[j]))
-            if a > acc or a != a:
-                acc = a
-        return acc
+        return _max_abs(row, 0.0, acc)
     total = 0.0
     if kind == NORM_SQUARES:
         for j in range(row.shape[0]):
@@ -617,6 +620,40 @@ def _row_norm_term(row, kind, power, acc):
         for j in range(row.shape[0]):
             total += abs(np.float64(row[j])) ** power
     return acc + total
+
+
+#: Lanes of `_max_abs` (32 float32 values: four 256-bit vectors).
+_MAX_LANES = 32
+
+
+@njit(**_JIT_REASSOC)
+def _max_abs(row, zero, acc):
+    """The larger of ``acc`` and the largest ``|x|`` of a row, NaN winning (as ``np.max``).
+
+    Element-wise maxima in `_MAX_LANES` lanes, which LLVM vectorises (the scalar
+    reduction with its NaN test it does not: 5x to 10x slower), in the type of
+    ``x + zero``: ``np.float32(0)`` keeps float32 rows in float32, ``0.0`` takes
+    other dtypes to float64 (where an integer's ``abs`` cannot overflow).
+    """
+    n = row.shape[0]
+    whole = n - n % _MAX_LANES
+    if whole:
+        lanes = np.full(_MAX_LANES, zero)
+        for j0 in range(0, whole, _MAX_LANES):
+            chunk = row[j0 : j0 + _MAX_LANES]
+            for k in range(_MAX_LANES):
+                a = abs(chunk[k] + zero)
+                b = lanes[k]
+                lanes[k] = a if (a > b or a != a) else b
+        for k in range(_MAX_LANES):
+            a = np.float64(lanes[k])
+            if a > acc or a != a:
+                acc = a
+    for j in range(whole, n):
+        a = abs(np.float64(row[j]))
+        if a > acc or a != a:
+            acc = a
+    return acc
 
 
 #: Values per float32 partial sum of `_single_sums` (at most 2**-24 relative error a term).
@@ -663,8 +700,8 @@ def frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial):
     The frame index is axis 1. ``kind`` selects sum of ``|x|**power``, of
     squares, of ``|x|``, or the maximum of ``|x|`` (NaN wins). ``single`` is
     True for float32 ``x``, whose sums of squares and of ``|x|`` go through
-    `_single_sums`, and None otherwise (Numba then drops that branch, which
-    other dtypes never take, before compiling).
+    `_single_sums` (and whose maxima stay float32), and None otherwise (Numba
+    then drops those branches, which other dtypes never take, before compiling).
     """
     n = x.shape[1]
     if single is not None:
@@ -672,6 +709,11 @@ def frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial):
             for o in range(o0, o1):
                 for i in range(n):
                     partial[i] += _single_sums(x[o, i, j0:j1], kind == NORM_SQUARES)
+            return
+        if kind == NORM_MAX:  # |x| of float32 is exact in float32
+            for o in range(o0, o1):
+                for i in range(n):
+                    partial[i] = _max_abs(x[o, i, j0:j1], np.float32(0.0), partial[i])
             return
     for o in range(o0, o1):
         for i in range(n):

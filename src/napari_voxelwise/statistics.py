@@ -192,8 +192,8 @@ def _task_bytes(nbytes: int, statistic: str = "") -> int:
     return nbytes if statistic == "median" else nbytes // 4
 
 
-#: Lines copied at a time when short lines are not contiguous (at most 1 MiB).
-_COPIED_LINES = 8192
+#: Bytes of lines copied at a time when they are not contiguous (a cache-sized block).
+_COPIED_BYTES = 2**20
 
 
 def _box_reducer(statistic: str, ddof: int, skipna: bool):
@@ -237,10 +237,14 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
         )
         if skipna:
             _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
-        elif x3.shape[2] == 1 and x3.shape[1] <= _kernels.SHORT_LINES:
-            # short lines (a stack reduced along its last axis): one kernel per length
+        elif x3.shape[2] == 1:  # lines (a stack reduced along its last axis)
             lines, results, n = x3[:, :, 0], out2[:, 0], x3.shape[1]
-            if exact and x3.dtype.itemsize == 2 and n % 2 == 0:  # 16-bit pairs as uint32 words
+            if n > _kernels.SHORT_LINES:
+
+                def kernel(part, p0, p1, into):
+                    _kernels.moment_statistic_lines(part, p0, p1, ddof, code, into)
+
+            elif exact and x3.dtype.itemsize == 2 and n % 2 == 0:  # 16-bit pairs as words
 
                 def kernel(part, p0, p1, into):
                     flip = _kernels.SIGNED_HALVES if part.dtype.kind == "i" else np.uint32(0)
@@ -248,7 +252,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                     _kernels.integer_moment_statistic_paired_lines(
                         words, (0,) * (n // 2), flip, p0, p1, ddof, code, into
                     )
-            else:
+            else:  # short lines: one kernel per length
                 short = (
                     _kernels.integer_moment_statistic_short_lines
                     if exact
@@ -261,11 +265,10 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             if lines.flags.c_contiguous:
                 kernel(lines, o0, o1, results)
                 return
-            for c0 in range(o0, o1, _COPIED_LINES):  # strided lines: copied a few at a time
-                c1 = min(c0 + _COPIED_LINES, o1)
+            step = max(1, _COPIED_BYTES // (n * lines.itemsize))
+            for c0 in range(o0, o1, step):  # strided lines: copied a few at a time
+                c1 = min(c0 + step, o1)
                 kernel(frozen(np.ascontiguousarray(lines[c0:c1])), 0, c1 - c0, results[c0:c1])
-        elif x3.shape[2] == 1:
-            _kernels.moment_statistic_lines(x3, o0, o1, ddof, code, out2)
         elif exact:
             _kernels.integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
         else:
