@@ -199,6 +199,19 @@ def statistic_cases(scale: float) -> list[Case]:
                     targets=[(">= 2x numpy", lambda row, peers: row.speed_vs_peer >= 2)],
                 )
             )
+    # long lines along the last axis (more than the 16 of the per-length kernels)
+    lines = first.reshape(-1, n)
+    for statistic in ("mean", "var"):
+        cases.append(
+            Case(
+                name=f"axis_statistic {statistic} float32 {lines.shape} axis -1",
+                input_bytes=lines.nbytes,
+                ours=lambda st=statistic: vw.axis_statistic(lines, st, axis=-1),
+                peers={f"np.{statistic}": lambda st=statistic: getattr(np, st)(lines, axis=-1)},
+                floor=read_seconds(lines.nbytes),
+                targets=[(">= 2x numpy", lambda row, peers: row.speed_vs_peer >= 2)],
+            )
+        )
     return cases
 
 
@@ -225,6 +238,19 @@ def norm_cases(scale: float) -> list[Case]:
                 targets=[("<= 1.5x read floor", lambda row, peers: row.vs_floor <= 1.5)],
             )
         )
+    cases.append(
+        Case(
+            name=f"frame_norms ord inf float32 {first.shape} axis 0",
+            input_bytes=first.nbytes,
+            ours=lambda: vw.frame_norms(first, axis=0, ord=np.inf),
+            peers={
+                "seed: map(np.linalg.norm)": lambda: [
+                    np.linalg.norm(frame.ravel(), np.inf) for frame in first
+                ]
+            },
+            floor=read_seconds(first.nbytes),
+        )
+    )
     return cases
 
 
