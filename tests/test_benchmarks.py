@@ -22,7 +22,7 @@ def test_benchmark_script_prints_its_table(tmp_path):
             "--repeat",
             "1",
             "--only",
-            "variance,density,mask,hessian",
+            "variance,density,mask,hessian,gradient",
             "--markdown",
             str(markdown),
         ],
@@ -34,7 +34,13 @@ def test_benchmark_script_prints_its_table(tmp_path):
     output = result.stdout
     for column in ("median s", "speed vs best peer", "time vs floor", "peak extra MiB", "GB/s"):
         assert column in output
-    for case in ("voxel_variance", "density_map block", "mask_filter", "hessian_eigenvalues"):
+    for case in (
+        "voxel_variance",
+        "density_map block",
+        "mask_filter",
+        "hessian_eigenvalues",
+        "gradient_vectors",
+    ):
         assert case in output
     assert "np.var" in output and "skimage block_reduce" in output
     assert "eigvalsh" in output

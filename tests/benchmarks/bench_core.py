@@ -439,57 +439,57 @@ def gradient_cases(scale: float) -> list[Case]:
     def seed_eigenvalues(v):
         return np.linalg.eigvalsh(np.moveaxis(seed_hessian(v), (0, 1), (-2, -1)))
 
-    faster = [("faster than the best peer", lambda row, peers: row.speed_vs_peer > 1)]
+    def case(name, data, ours, peer_name, peer):
+        return Case(
+            name=f"{name} {data.shape} float32",
+            input_bytes=data.nbytes,
+            ours=ours,
+            peers={peer_name: peer},
+            targets=[("faster than the best peer", lambda row, peers: row.speed_vs_peer > 1)],
+        )
+
     return [
-        Case(
-            name=f"gradient_vectors {volume.shape} float32",
-            input_bytes=volume.nbytes,
-            ours=lambda: vw.gradient_vectors(volume),
-            peers={"np.stack(np.gradient)": lambda: np.stack(np.gradient(volume), axis=-1)},
-            targets=faster,
+        case(
+            "gradient_vectors",
+            volume,
+            lambda: vw.gradient_vectors(volume),
+            "np.stack(np.gradient)",
+            lambda: np.stack(np.gradient(volume), axis=-1),
         ),
-        Case(
-            name=f"gradient_magnitude {volume.shape} float32",
-            input_bytes=volume.nbytes,
-            ours=lambda: vw.gradient_magnitude(volume),
-            peers={"np.gradient, sqrt of squares": lambda: numpy_magnitude(volume)},
-            targets=faster,
+        case(
+            "gradient_magnitude",
+            volume,
+            lambda: vw.gradient_magnitude(volume),
+            "np.gradient, sqrt of squares",
+            lambda: numpy_magnitude(volume),
         ),
-        Case(
-            name=f"gradient_magnitude sigma 2 {volume.shape} float32",
-            input_bytes=volume.nbytes,
-            ours=lambda: vw.gradient_magnitude(volume, sigma=2.0),
-            peers={
-                "ndi.gaussian_gradient_magnitude": lambda: ndi.gaussian_gradient_magnitude(
-                    volume, 2.0
-                )
-            },
-            targets=faster,
+        case(
+            "gradient_magnitude sigma 2",
+            volume,
+            lambda: vw.gradient_magnitude(volume, sigma=2.0),
+            "ndi.gaussian_gradient_magnitude",
+            lambda: ndi.gaussian_gradient_magnitude(volume, 2.0),
         ),
-        Case(
-            name=f"hessian_matrix differences {volume.shape} float32",
-            input_bytes=volume.nbytes,
-            ours=lambda: vw.hessian_matrix(volume, sigma=None),
-            peers={"seed: np.gradient twice": lambda: seed_hessian(volume)},
-            targets=faster,
+        case(
+            "hessian_matrix differences",
+            volume,
+            lambda: vw.hessian_matrix(volume, sigma=None),
+            "seed: np.gradient twice",
+            lambda: seed_hessian(volume),
         ),
-        Case(
-            name=f"hessian_matrix sigma 2 {small.shape} float32",
-            input_bytes=small.nbytes,
-            ours=lambda: vw.hessian_matrix(small, sigma=2.0),
-            peers={
-                "skimage hessian_matrix": lambda: hessian_matrix(
-                    small, sigma=2, use_gaussian_derivatives=True
-                )
-            },
-            targets=faster,
+        case(
+            "hessian_matrix sigma 2",
+            small,
+            lambda: vw.hessian_matrix(small, sigma=2.0),
+            "skimage hessian_matrix",
+            lambda: hessian_matrix(small, sigma=2, use_gaussian_derivatives=True),
         ),
-        Case(
-            name=f"hessian_eigenvalues differences {small.shape} float32",
-            input_bytes=small.nbytes,
-            ours=lambda: vw.hessian_eigenvalues(small, sigma=None),
-            peers={"seed: np.gradient twice + eigvalsh": lambda: seed_eigenvalues(small)},
-            targets=faster,
+        case(
+            "hessian_eigenvalues differences",
+            small,
+            lambda: vw.hessian_eigenvalues(small, sigma=None),
+            "seed: np.gradient twice + eigvalsh",
+            lambda: seed_eigenvalues(small),
         ),
     ]
 
