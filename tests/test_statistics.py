@@ -327,6 +327,21 @@ def test_frame_norms_max_sees_every_value(dtype, workers):
     np.testing.assert_array_equal(result, expected)
 
 
+@pytest.mark.parametrize("ord", [3, 0.5, 4, 2.5, 2.7, 64])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_frame_norms_of_other_orders_on_long_frames(ord, axis, workers):
+    """Orders other than 1, 2 and inf on frames long enough for the blocked powers (integer
+    and half-integer orders by repeated squaring, others by pow) and, along the last axis,
+    for the interleaved passes; NaN in one frame."""
+    stack = (np.random.default_rng(11).random((6, 50, 700)) * 2 - 1).astype(np.float32)
+    stack[2, 7, 9] = np.nan
+    frames = np.moveaxis(stack.astype(np.float64), axis, 0)
+    expected = [np.linalg.norm(frame.ravel(), ord) for frame in frames]
+    result = frame_norms(stack, axis=axis, ord=ord, workers=workers)
+    np.testing.assert_allclose(result, expected, rtol=1e-10)
+    assert np.isnan(result).sum() == 1
+
+
 def test_frame_norms_nan_propagates():
     stack = np.ones((3, 4))
     stack[1, 2] = np.nan
