@@ -22,7 +22,7 @@ def test_benchmark_script_prints_its_table(tmp_path):
             "--repeat",
             "1",
             "--only",
-            "variance,density,mask,hessian,gradient",
+            "variance,density,mask,hessian,gradient,dask",
             "--markdown",
             str(markdown),
         ],
@@ -40,6 +40,7 @@ def test_benchmark_script_prints_its_table(tmp_path):
         "mask_filter",
         "hessian_eigenvalues",
         "gradient_vectors",
+        "of Dask",
     ):
         assert case in output
     assert "np.var" in output and "skimage block_reduce" in output

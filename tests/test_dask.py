@@ -51,10 +51,21 @@ def _counted(array: np.ndarray, chunks) -> tuple[da.Array, CountingArray]:
 # --------------------------------------------------------------------------- statistics
 
 
+@pytest.fixture(params=["merged", "unmerged"])
+def merging(request):
+    """Chunks along the reduced axis merged up to Dask's chunk size (the default: these small
+    arrays end up one chunk deep), or never merged (partial results merged in a tree)."""
+    if request.param == "merged":
+        yield
+    else:
+        with dask.config.set({"array.chunk-size": "1B"}):
+            yield
+
+
 @pytest.mark.parametrize("chunks", CHUNKINGS[:3])
 @pytest.mark.parametrize("statistic", ["var", "std", "mean", "sum", "cv", "min", "max", "median"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
-def test_statistics_equal_numpy(statistic, dtype, chunks):
+def test_statistics_equal_numpy(statistic, dtype, chunks, merging):
     stack = random_data(SHAPE, dtype, seed=1)
     lazy = da.from_array(stack, chunks=chunks)
     for axis in range(3):
@@ -70,7 +81,7 @@ def test_statistics_equal_numpy(statistic, dtype, chunks):
             np.testing.assert_allclose(computed, expected, **_tolerance(expected))
 
 
-def test_variance_matches_numpy_var_with_many_chunks_along_the_axis():
+def test_variance_matches_numpy_var_with_many_chunks_along_the_axis(merging):
     """120 chunks along the reduced axis: three levels of pairwise merges."""
     stack = (
         random_data((240, 6, 5), np.float64, seed=2) + 1e6
@@ -85,7 +96,7 @@ def test_variance_matches_numpy_var_with_many_chunks_along_the_axis():
 
 
 @pytest.mark.parametrize("statistic", ["var", "mean", "sum", "min", "max", "median", "cv"])
-def test_skipna_statistics_equal_numpy(statistic):
+def test_skipna_statistics_equal_numpy(statistic, merging):
     stack = random_data((12, 5, 4), np.float64, seed=3)
     stack[stack > 8] = np.nan
     stack[:, 0, 0] = np.nan  # a voxel without any valid value
@@ -97,6 +108,18 @@ def test_skipna_statistics_equal_numpy(statistic):
     np.testing.assert_allclose(computed, expected, rtol=1e-6)
     propagated = vw.axis_statistic(lazy, statistic, axis=0).compute()
     np.testing.assert_array_equal(np.isnan(propagated), np.isnan(stack).any(axis=0))
+
+
+def test_chunks_along_the_reduced_axis_are_merged_up_to_the_chunk_size():
+    from napari_voxelwise import _dask
+
+    stack = da.zeros((64, 32, 32), dtype=np.float32, chunks=(2, 16, 32))  # 2 KiB a row
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        merged = _dask._deeper_along(stack, 0)
+        assert merged.chunks[0] == (32, 32) and merged.chunks[1:] == stack.chunks[1:]
+        assert _dask._deeper_along(stack, 2) is stack  # one chunk along the axis already
+    with dask.config.set({"array.chunk-size": "1B"}):  # never below the present chunks
+        assert _dask._deeper_along(stack, 0) is stack
 
 
 @pytest.mark.parametrize("order", [1, 2, 3.5, np.inf])

@@ -13,14 +13,17 @@ threads (or a distributed cluster's workers) already use the cores.
 
 How each family is split, and what it equals:
 
-* Moments (mean, sum, var, std, cv) are reduced chunk by chunk along the
-  reduced axis: each chunk gives float64 (count, sum, M2), merged pairwise with
-  the update of Chan, Golub and LeVeque, so no chunk ever spans the whole axis.
-  The result differs from the NumPy path only by the rounding of another
-  summation order (about 1e-12 relative in float64, 1 float32 ulp otherwise).
-  min and max merge chunk extrema exactly; ``median`` rechunks the reduced axis
-  into one chunk (and the other axes smaller, to keep chunks near Dask's
-  chunk-size setting) because a median cannot be merged.
+* Statistics first merge neighbouring chunks along the reduced axis, up to
+  Dask's ``array.chunk-size`` (or the present chunks' size if larger). Where a
+  chunk then spans the whole axis, each chunk is reduced by the NumPy path.
+  Otherwise moments (mean, sum, var, std, cv) are reduced chunk by chunk: each
+  chunk gives float64 count, sum and M2, merged a few chunks at a time with the
+  update of Chan, Golub and LeVeque, so no chunk ever spans the whole axis. The
+  result differs from the NumPy path only by the rounding of another summation
+  order (about 1e-12 relative in float64, 1 float32 ulp otherwise). min and max
+  merge chunk extrema exactly; ``median`` rechunks the reduced axis into one
+  chunk (and the other axes smaller, to keep chunks near Dask's chunk-size
+  setting) because a median cannot be merged.
 * :func:`frame_norms` sums per-chunk terms of each frame, then takes the root.
 * :func:`density_map` in block mode rechunks so that chunk edges fall on block
   edges; sliding mode and all derivatives read each chunk with a halo from its
@@ -34,8 +37,8 @@ How each family is split, and what it equals:
   the halo are merged with a neighbour first. Results equal the NumPy path's.
 
 Memory: about (threads x chunk size) plus, for the reductions, the float64
-partial results of the chunks not merged yet: 24 bytes per output voxel per
-chunk along the reduced axis. Chunks deep along the reduced axis keep those
+partial results of the chunks not merged yet: 16 to 24 bytes per output voxel
+per chunk along the reduced axis. Chunks deep along the reduced axis keep those
 small (the batch command reads 32-deep chunks; measured with
 ``tests/benchmarks/bench_bigdata.py`` on 2 cores: 0.86 GB peak for the
 variance of a 2 GB stack, 1.0 GB for 4 GB; with Dask's default 2-frame chunks
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 import dask.array as da
 import numpy as np
@@ -138,85 +142,106 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False) -> da.Array:
         raise ValueError(f"ddof={ddof} must be smaller than the length of axis {axis} ({length})")
     skipna = _statistics._check_bool(skipna, "skipna") and stack.dtype.kind == "f"
     float_dtype = check.result_float_dtype(stack.dtype)
-
-    if statistic == "median":
-        others = {a: "auto" for a in range(stack.ndim) if a != axis}
-        whole = stack.rechunk({axis: -1, **others})
+    if statistic in ("min", "max"):  # NumPy's reductions: in a chunk just read, the fastest
+        if statistic == "max":
+            ufunc = np.fmax if skipna else np.maximum
+        else:
+            ufunc = np.fmin if skipna else np.minimum
+        reduce = partial(_reduce_with, ufunc=ufunc)
+        return da.reduction(
+            stack,
+            reduce,
+            reduce,
+            axis=axis,
+            split_every=SPLIT_EVERY,
+            dtype=stack.dtype,
+            meta=np.empty((0,) * (stack.ndim - 1), stack.dtype),
+        )
+    stack = _deeper_along(stack, axis)
+    if statistic == "median" or stack.numblocks[axis] == 1:
+        # the whole axis in each chunk: the NumPy path per chunk (a median cannot be
+        # merged, so its axis is rechunked whole, the others smaller to keep chunk sizes)
+        whole = stack
+        if stack.numblocks[axis] > 1:
+            others = {a: "auto" for a in range(stack.ndim) if a != axis}
+            whole = stack.rechunk({axis: -1, **others})
         return whole.map_blocks(
             _block_statistic,
-            statistic="median",
+            statistic=statistic,
             axis=axis,
+            ddof=ddof,
             skipna=skipna,
             drop_axis=axis,
             dtype=float_dtype,
         )
-    if statistic in ("min", "max"):
-        partials = _partials(
-            stack, axis, _block_statistic, 1, stack.dtype, statistic=statistic, skipna=skipna
-        )
-        combine = _combine_extrema(statistic, skipna)
-        return _tree_reduce(partials, axis, combine).map_blocks(
-            np.squeeze, axis=(0, axis + 1), drop_axis=(0, axis + 1), dtype=stack.dtype
-        )
-    partials = _partials(
+    second = statistic in ("var", "std", "cv")
+    return da.reduction(
         stack,
-        axis,
-        _block_moments,
-        3,
-        np.float64,
-        second=statistic in ("var", "std", "cv"),
-        skipna=skipna,
-    )
-    merged = _tree_reduce(partials, axis, _combine_moments)
-    return merged.map_blocks(
-        _finish_moments,
+        partial(_block_moments, second=second, skipna=skipna),
+        partial(_finish_moments, statistic=statistic, ddof=ddof, result_dtype=float_dtype),
         axis=axis,
-        statistic=statistic,
-        ddof=ddof,
-        result_dtype=float_dtype,
+        combine=_combine_moments,
+        split_every=SPLIT_EVERY,
+        concatenate=False,  # the partials are dicts, merged without copying them together
         dtype=float_dtype,
-        drop_axis=(0, axis + 1),
+        meta=np.empty((0,) * (stack.ndim - 1), float_dtype),
     )
 
 
-def _block_statistic(block, statistic, axis, skipna, keepdims=False):
-    result = _statistics.axis_statistic(block, statistic, axis, skipna=skipna, workers=1)
-    return np.expand_dims(result, (0, axis + 1)) if keepdims else result
+def _deeper_along(stack: da.Array, axis: int) -> da.Array:
+    """`stack` with neighbouring chunks along `axis` merged up to Dask's chunk size.
+
+    Every chunk along the reduced axis adds a partial result as large as the output
+    chunk, and merging those cost more than the statistics themselves (a variance of
+    2-deep chunks took 6x the time of 8-deep ones). Chunks are merged along `axis`
+    only, up to ``array.chunk-size`` (or the largest present chunk, if larger), so
+    each task still reads a bounded, neighbouring part of the stack.
+    """
+    import dask
+    from dask.utils import parse_bytes
+
+    slab = stack.dtype.itemsize * math.prod(
+        max(chunks) for i, chunks in enumerate(stack.chunks) if i != axis
+    )
+    largest = slab * max(stack.chunks[axis])
+    limit = max(parse_bytes(dask.config.get("array.chunk-size")), largest)
+    depth = max(1, limit // max(slab, 1))
+    if stack.numblocks[axis] == 1 or depth <= max(stack.chunks[axis]):
+        return stack
+    return stack.rechunk({axis: min(depth, stack.shape[axis])})
 
 
-def _partials(stack, axis, function, fields, dtype, **kwargs) -> da.Array:
-    """Per-chunk partial results, shape ``(fields, *stack.shape)`` with 1 per chunk on `axis`."""
-    if function is _block_statistic:
-        kwargs["keepdims"] = True
-    chunks = ((fields,), *((1,) * len(c) if i == axis else c for i, c in enumerate(stack.chunks)))
-    return stack.map_blocks(function, axis=axis, new_axis=0, chunks=chunks, dtype=dtype, **kwargs)
+def _block_statistic(block, statistic, axis, skipna, ddof):
+    return _statistics.axis_statistic(block, statistic, axis, ddof, skipna, workers=1)
 
 
-def _tree_reduce(partials: da.Array, axis: int, combine) -> da.Array:
-    """Merge the partials along ``axis + 1`` a few at a time until one chunk remains."""
-    axis += 1
-    while partials.numblocks[axis] > 1:
-        partials = partials.rechunk({axis: SPLIT_EVERY})
-        chunks = list(partials.chunks)
-        chunks[axis] = (1,) * partials.numblocks[axis]
-        partials = partials.map_blocks(
-            combine, axis=axis, chunks=tuple(chunks), dtype=partials.dtype
-        )
-    return partials
+def _reduce_with(block, axis, keepdims, ufunc, computing_meta=False):
+    """``ufunc.reduce`` along `axis` (a chunk's extrema, or a merge of several)."""
+    return block if computing_meta else ufunc.reduce(block, axis=axis, keepdims=keepdims)
 
 
-def _block_moments(block, axis, second, skipna):
-    """float64 (count, sum, M2) of a chunk along `axis`, stacked on a new axis 0."""
+def _block_moments(block, axis, keepdims, second, skipna, computing_meta=False):
+    """float64 count, sum (and M2 if `second`) of a chunk along `axis`, as a dict.
+
+    The count is a number unless NaNs are skipped; the arrays keep `axis` (size 1).
+    (Dask calls the functions of a reduction on empty arrays, with `computing_meta`,
+    to learn the type of their results: they then return an array.)
+    """
+    if computing_meta:
+        return block
+    (axis,) = axis
     if skipna:
-        count = np.count_nonzero(~np.isnan(block), axis=axis).astype(np.float64)
+        count = np.count_nonzero(~np.isnan(block), axis=axis, keepdims=True).astype(np.float64)
     else:
-        count = np.full(block.shape[:axis] + block.shape[axis + 1 :], float(block.shape[axis]))
-    total = _float64_statistic(block, "sum", axis, skipna)
+        count = float(block.shape[axis])
+    moments = {
+        "count": count,
+        "total": np.expand_dims(_float64_statistic(block, "sum", axis, skipna), axis),
+    }
     if second:
-        squares = _float64_statistic(block, "var", axis, skipna) * count
-    else:
-        squares = np.zeros_like(total)
-    return np.expand_dims(np.stack([count, total, squares]), axis + 1)
+        variance = _float64_statistic(block, "var", axis, skipna)
+        moments["squares"] = np.expand_dims(variance, axis) * count
+    return moments
 
 
 def _float64_statistic(block, statistic, axis, skipna):
@@ -236,28 +261,56 @@ def _float64_statistic(block, statistic, axis, skipna):
     return result.reshape(block.shape[:axis] + block.shape[axis + 1 :])
 
 
-def _combine_moments(partials, axis):
-    """Merge (count, sum, M2) partials along `axis` pairwise (Chan et al.)."""
-    parts = [np.take(partials, [i], axis=axis) for i in range(partials.shape[axis])]
-    while len(parts) > 1:
-        pairs = itertools.zip_longest(parts[::2], parts[1::2])
-        parts = [a if b is None else _merge_moments(a, b) for a, b in pairs]
-    return parts[0]
+def _combine_moments(parts, axis=None, keepdims=True, computing_meta=False):
+    """Merge the moment dicts of several chunks (a nested list) into one (Chan et al.).
+
+    In place in a copy of the first: a few passes over the result, where stacking the
+    fields into one array and concatenating the chunks' arrays cost several times the
+    chunks' own statistics.
+    """
+    if computing_meta:
+        return parts
+    parts = list(_flattened(parts))
+    merged = {key: np.array(value, copy=True) for key, value in parts[0].items()}
+    for part in parts[1:]:
+        _merge_moments(merged, part)
+    return merged
 
 
-def _merge_moments(first, second):
-    count_a, total_a, squares_a = first
-    count_b, total_b, squares_b = second
-    count = count_a + count_b
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        delta = total_b / count_b - total_a / count_a
-        squares = squares_a + squares_b + delta * delta * (count_a * count_b / count)
-    squares = np.where(count_a == 0, squares_b, np.where(count_b == 0, squares_a, squares))
-    return np.stack([count, total_a + total_b, squares])
+def _flattened(nested):
+    if isinstance(nested, dict):
+        yield nested
+    else:
+        for item in nested:
+            yield from _flattened(item)
 
 
-def _finish_moments(partials, axis, statistic, ddof, result_dtype):
-    count, total, squares = (np.squeeze(field, axis=axis) for field in partials)
+def _merge_moments(merged, part):
+    """Add the count, sum (and M2) of `part` to those of `merged`, in place."""
+    count_a, count_b = merged["count"], part["count"]
+    if "squares" in merged:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            delta = part["total"] / count_b
+            delta -= merged["total"] / count_a
+            delta *= delta
+            delta *= count_a * count_b / (count_a + count_b)
+            delta += part["squares"]
+            delta += merged["squares"]
+            if np.ndim(count_a) and ((count_a == 0).any() or (count_b == 0).any()):
+                # lines all NaN in one of the parts (skipna)
+                delta = np.where(
+                    count_a == 0, part["squares"], np.where(count_b == 0, merged["squares"], delta)
+                )
+        merged["squares"] = delta
+    merged["count"] = count_a + count_b
+    merged["total"] += part["total"]
+
+
+def _finish_moments(parts, axis, keepdims, statistic, ddof, result_dtype, computing_meta=False):
+    if computing_meta:
+        return np.empty((0,) * (parts.ndim - (0 if keepdims else len(axis))), result_dtype)
+    moments = _combine_moments(parts)
+    count, total = moments["count"], moments["total"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if statistic == "sum":
             result = total
@@ -265,26 +318,16 @@ def _finish_moments(partials, axis, statistic, ddof, result_dtype):
             result = total / count
         else:
             dof = count - ddof
-            variance = np.where(dof > 0, squares / np.where(dof > 0, dof, 1), np.nan)
+            variance = np.where(dof > 0, moments["squares"] / np.where(dof > 0, dof, 1), np.nan)
             if statistic == "var":
                 result = variance
             elif statistic == "std":
                 result = np.sqrt(variance)
             else:
                 result = np.sqrt(variance) / (total / count)
+    if not keepdims:
+        result = np.squeeze(result, axis=axis)
     return result.astype(result_dtype, copy=False)
-
-
-def _combine_extrema(statistic: str, skipna: bool):
-    if statistic == "max":
-        ufunc = np.fmax if skipna else np.maximum
-    else:
-        ufunc = np.fmin if skipna else np.minimum
-
-    def combine(partials, axis):
-        return ufunc.reduce(partials, axis=axis, keepdims=True)
-
-    return combine
 
 
 def frame_norms(stack, axis=-1, ord=2) -> da.Array:

@@ -494,6 +494,31 @@ def gradient_cases(scale: float) -> list[Case]:
     ]
 
 
+def dask_cases(scale: float) -> list[Case]:
+    """Statistics of a Dask array chunked two frames deep (Dask's own reductions as peers)."""
+    import dask.array as da
+
+    n = int(256 * scale)
+    stack = np.random.default_rng(8).random((8, n, n, n), dtype=np.float32)
+    lazy = da.from_array(stack, chunks=(2, n // 4, n, n))
+    cases = []
+    for statistic in ("var", "mean", "max"):
+        cases.append(
+            Case(
+                name=f"axis_statistic {statistic} of Dask {stack.shape} chunks {lazy.chunksize}",
+                input_bytes=stack.nbytes,
+                ours=lambda st=statistic: vw.axis_statistic(lazy, st, axis=0).compute(),
+                peers={
+                    f"dask {statistic} (threads)": lambda st=statistic: getattr(lazy, st)(
+                        axis=0
+                    ).compute()
+                },
+                targets=[("faster than Dask", lambda row, peers: row.speed_vs_peer > 1)],
+            )
+        )
+    return cases
+
+
 def eigen_agreement(scale: float) -> float:
     """Largest |ours - eigvalsh| relative to each voxel's largest |eigenvalue| (128^3 volume)."""
     volume = np.random.default_rng(6).random((int(128 * scale),) * 3, dtype=np.float32)
@@ -580,7 +605,16 @@ def format_table(rows: list[Row], markdown: bool = False) -> str:
     return "\n".join(out)
 
 
-FAMILIES = ("variance", "statistic", "norms", "density", "mask", "hessian", "gradient")
+FAMILIES = (
+    "variance",
+    "statistic",
+    "norms",
+    "density",
+    "mask",
+    "hessian",
+    "gradient",
+    "dask",
+)
 
 
 def main(argv=None) -> int:
@@ -623,6 +657,7 @@ def main(argv=None) -> int:
         "mask": mask_cases,
         "hessian": hessian_cases,
         "gradient": gradient_cases,
+        "dask": dask_cases,
     }
     for family in families:
         for case in builders[family](scale):
