@@ -13,17 +13,17 @@ threads (or a distributed cluster's workers) already use the cores.
 
 How each family is split, and what it equals:
 
-* Statistics first merge neighbouring chunks along the reduced axis, up to
-  Dask's ``array.chunk-size`` (or the present chunks' size if larger). Where a
-  chunk then spans the whole axis, each chunk is reduced by the NumPy path.
-  Otherwise moments (mean, sum, var, std, cv) are reduced chunk by chunk: each
-  chunk gives float64 count, sum and M2, merged a few chunks at a time with the
-  update of Chan, Golub and LeVeque, so no chunk ever spans the whole axis. The
-  result differs from the NumPy path only by the rounding of another summation
-  order (about 1e-12 relative in float64, 1 float32 ulp otherwise). min and max
-  merge chunk extrema exactly; ``median`` rechunks the reduced axis into one
-  chunk (and the other axes smaller, to keep chunks near Dask's chunk-size
-  setting) because a median cannot be merged.
+* Moments (mean, sum, var, std, cv) first merge neighbouring chunks along the
+  reduced axis, up to Dask's ``array.chunk-size`` (or the present chunks' size
+  if larger). Where a chunk then spans the whole axis, each chunk is reduced by
+  the NumPy path. Otherwise each chunk gives float64 count, sum and M2, merged a
+  few chunks at a time with the update of Chan, Golub and LeVeque, so no chunk
+  ever spans the whole axis. The result differs from the NumPy path only by the
+  rounding of another summation order (about 1e-12 relative in float64, 1
+  float32 ulp otherwise). min and max reduce each chunk with NumPy and merge the
+  extrema exactly; ``median`` rechunks the reduced axis into one chunk (and the
+  other axes smaller, to keep chunks near Dask's chunk-size setting) because a
+  median cannot be merged.
 * :func:`frame_norms` sums per-chunk terms of each frame, then takes the root.
 * :func:`density_map` in block mode rechunks so that chunk edges fall on block
   edges; sliding mode and all derivatives read each chunk with a halo from its
