@@ -327,6 +327,25 @@ def test_frame_norms_max_sees_every_value(dtype, workers):
     np.testing.assert_array_equal(result, expected)
 
 
+@pytest.mark.parametrize("length", [100, 128, 300])
+@pytest.mark.parametrize("statistic", ["min", "max"])
+@pytest.mark.parametrize("skipna", [False, True])
+def test_extrema_along_long_and_short_lines(length, statistic, skipna, workers):
+    """Lines from 128 on go to NumPy's reduction, shorter ones to our kernel: the same
+    NaN rules either way (NaN wins, or only where a whole line is NaN), strided too."""
+    stack = random_data((7, 5, length), np.float32, seed=12)
+    stack[1, 2, 50] = np.nan
+    stack[4, 4, :] = np.nan
+    reference = getattr(np, ("nan" if skipna else "") + statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's all-NaN slice warning
+        expected = reference(stack, axis=-1)
+    for view in (stack, stack[:, :, ::-1]):
+        result = axis_statistic(view, statistic, axis=-1, skipna=skipna, workers=workers)
+        np.testing.assert_array_equal(result, expected)
+    assert np.isnan(expected[4, 4]) and np.isnan(expected[1, 2]) != skipna
+
+
 @pytest.mark.parametrize("ord", [3, 0.5, 4, 2.5, 2.7, 64])
 @pytest.mark.parametrize("axis", [0, -1])
 def test_frame_norms_of_other_orders_on_long_frames(ord, axis, workers):
