@@ -327,23 +327,30 @@ def test_frame_norms_max_sees_every_value(dtype, workers):
     np.testing.assert_array_equal(result, expected)
 
 
-@pytest.mark.parametrize("length", [100, 128, 300])
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [((7, 5, 100), -1), ((7, 5, 128), -1), ((7, 5, 300), -1), ((2, 5, 130, 130), 1)],
+)
 @pytest.mark.parametrize("statistic", ["min", "max"])
 @pytest.mark.parametrize("skipna", [False, True])
-def test_extrema_along_long_and_short_lines(length, statistic, skipna, workers):
-    """Lines from 128 on go to NumPy's reduction, shorter ones to our kernel: the same
-    NaN rules either way (NaN wins, or only where a whole line is NaN), strided too."""
-    stack = random_data((7, 5, length), np.float32, seed=12)
-    stack[1, 2, 50] = np.nan
-    stack[4, 4, :] = np.nan
+def test_extrema_on_numpy_and_kernel_paths(shape, axis, statistic, skipna, workers):
+    """Float lines from 128 on and rows from 16384 on go to NumPy's reductions, the rest
+    to our kernels: the same NaN rules either way (NaN wins, or only where all is NaN)."""
+    stack = random_data(shape, np.float32, seed=12)
+    if len(shape) == 3:  # lines along the last axis: one NaN, one line all NaN
+        stack[1, 2, 50] = np.nan
+        stack[1, 4, :] = np.nan
+    else:  # rows: one NaN, one voxel all NaN along axis 1
+        stack[1, 2, 50, 60] = np.nan
+        stack[1, :, 3, 4] = np.nan
     reference = getattr(np, ("nan" if skipna else "") + statistic)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's all-NaN slice warning
-        expected = reference(stack, axis=-1)
-    for view in (stack, stack[:, :, ::-1]):
-        result = axis_statistic(view, statistic, axis=-1, skipna=skipna, workers=workers)
+    for view in (stack, np.flip(stack, axis=-1)):  # contiguous and strided
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's all-NaN slice warning
+            expected = reference(view, axis=axis)
+        result = axis_statistic(view, statistic, axis=axis, skipna=skipna, workers=workers)
         np.testing.assert_array_equal(result, expected)
-    assert np.isnan(expected[4, 4]) and np.isnan(expected[1, 2]) != skipna
+    assert np.isnan(expected).any() and np.isfinite(expected).any()
 
 
 @pytest.mark.parametrize("ord", [3, 0.5, 4, 2.5, 2.7, 64])
