@@ -565,6 +565,8 @@ def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
     Over tiles of `_MOMENT_TILE` voxels of the inner axis, merged into the
     output row in the cache; the result keeps the input dtype. NaN as in
     ``np.min`` / ``np.max`` (or ``np.nanmin`` / ``np.nanmax`` with `skipna`).
+    Used for integers and for float rows shorter than 16384; longer float rows go
+    to NumPy's reduction, faster there (see ``statistics._NUMPY_EXTREMUM_ROWS``).
     """
     n = x.shape[1]
     for o in range(o0, o1):
