@@ -122,6 +122,24 @@ def test_thresholds_outside_an_integer_range_count_all_or_none(threshold, edge):
     np.testing.assert_array_equal(result, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+@pytest.mark.parametrize("threshold", [0, 0.5, 1])
+@pytest.mark.parametrize("edge", ["trim", "pad"])
+def test_counts_of_nonzero_and_above_threshold_in_3d_blocks(dtype, threshold, edge):
+    """Unsigned values with a threshold below 1 are counted as "nonzero" (the kernel's
+    comparison-free branch), the others by comparison: values above 1 and negative
+    values count as the reference's ``image > threshold`` says. Blocks of 3x5 rows (15:
+    the kernel's passes of eight, four and one rows), a partial last block on every axis."""
+    rng = np.random.default_rng(14)
+    values = rng.integers(-300 if dtype in (np.int16, np.float32) else 0, 300, (7, 16, 23))
+    if dtype == np.uint8:
+        values %= 256
+    image = np.where(rng.random(values.shape) < 0.5, 0, values).astype(dtype)
+    expected = block_reference(image > threshold, (3, 5, 4), edge)
+    result = density_map(image, (3, 5, 4), threshold=threshold, edge=edge, workers=2)
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
 def test_nan_never_counts():
     image = np.array([[np.nan, 1.0], [0.0, np.nan]])
     assert density_map(image, 2)[0, 0] == 0.25

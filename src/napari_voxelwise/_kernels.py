@@ -1130,20 +1130,36 @@ def window_sums(src, size, threshold, mode, dst):
 
 
 @njit(inline="always", **_JIT)
-def _four_block_rows(src, t, z0, y0, height, k):
-    """Input rows ``k..k + 3`` of a block row (rows run along Y, then Z)."""
+def _four_block_rows(src, t, z0, y0, planes, rows, k):
+    """Input rows ``k..k + 3`` of a block row, whose row ``k`` is at plane
+    ``z0 + planes[k]``, row ``y0 + rows[k]`` (a table: no division per row)."""
     return (
-        src[t, z0 + k // height, y0 + k % height],
-        src[t, z0 + (k + 1) // height, y0 + (k + 1) % height],
-        src[t, z0 + (k + 2) // height, y0 + (k + 2) % height],
-        src[t, z0 + (k + 3) // height, y0 + (k + 3) % height],
+        src[t, z0 + planes[k], y0 + rows[k]],
+        src[t, z0 + planes[k + 1], y0 + rows[k + 1]],
+        src[t, z0 + planes[k + 2], y0 + rows[k + 2]],
+        src[t, z0 + planes[k + 3], y0 + rows[k + 3]],
     )
+
+
+@njit(inline="always", **_JIT)
+def _above(value, threshold):
+    """Whether `value` is above `threshold`. A `threshold` of None (a branch settled at
+    compile time) is 0 for unsigned values, tested as ``value != 0``: an equality
+    AVX2 computes into a vector, where LLVM compiles the unsigned ``>`` to an AVX-512
+    comparison into a mask register and a move back (one execution port for both);
+    `block_density` on a bool image in cache: 1.8x to 2.2x faster with rows of 2048
+    to 8192 values."""
+    if threshold is None:
+        return value != 0
+    return value > threshold
 
 
 @njit(inline="always", **_JIT)
 def _four_counts(a, b, c, d, j, threshold):
     """How many of ``a[j]``, ``b[j]``, ``c[j]`` and ``d[j]`` are above `threshold`."""
-    return ((a[j] > threshold) + (b[j] > threshold)) + ((c[j] > threshold) + (d[j] > threshold))
+    return (_above(a[j], threshold) + _above(b[j], threshold)) + (
+        _above(c[j], threshold) + _above(d[j], threshold)
+    )
 
 
 @njit(**_JIT)
@@ -1153,8 +1169,9 @@ def block_density(src, wz, wy, wx, threshold, pad, volume, acc, out, r0, r1):
     ``src`` is (T, Z, Y, X), ``out`` (T, Zo, Yo, Xo) float32 with ``Zo =
     Z // wz`` (or ``ceil`` when `pad`), the same along Y and X; output row
     ``r`` is ``out[t, zo, yo]`` with ``r = (t * Zo + zo) * Yo + yo``. The
-    ``wz * wy`` input rows of a block row are counted (values above `threshold`;
-    the caller handles the thresholds that count all or none) into
+    ``wz * wy`` input rows of a block row are counted (values above `threshold`,
+    None for nonzero unsigned values; the caller handles the thresholds that
+    count all or none) into
     ``acc`` (length X or more, an unsigned dtype that holds ``wz * wy * wx``;
     a multiple of 8 lets byte counts be read as words), which stays in cache,
     and its groups of ``wx`` become fractions: ``count /
@@ -1170,6 +1187,9 @@ def block_density(src, wz, wy, wx, threshold, pad, volume, acc, out, r0, r1):
     bytewise = acc.itemsize == 1 and acc.shape[0] % 8 == 0
     plane = zo_n * yo_n
     one = np.float32(1.0)
+    planes = np.empty(wz * wy, np.intp)  # where the rows of a block row are
+    rows_at = np.empty(wz * wy, np.intp)
+    table_height = 0
     for r in range(r0, r1):
         t = r // plane
         zo = (r % plane) // yo_n
@@ -1181,26 +1201,31 @@ def block_density(src, wz, wy, wx, threshold, pad, volume, acc, out, r0, r1):
         # the block row's input rows, eight or four per pass over acc
         height = y1 - y0
         rows = (z1 - z0) * height
+        if height != table_height:  # a partial last block along Y (pad) has fewer rows
+            for k in range(wz * height):
+                planes[k] = k // height
+                rows_at[k] = k % height
+            table_height = height
         for j in range(n_x):
             acc[j] = 0
         k = 0
         while k + 8 <= rows:
-            a, b, c, d = _four_block_rows(src, t, z0, y0, height, k)
-            e, f, g, h = _four_block_rows(src, t, z0, y0, height, k + 4)
+            a, b, c, d = _four_block_rows(src, t, z0, y0, planes, rows_at, k)
+            e, f, g, h = _four_block_rows(src, t, z0, y0, planes, rows_at, k + 4)
             for j in range(n_x):
                 acc[j] += _four_counts(a, b, c, d, j, threshold) + _four_counts(
                     e, f, g, h, j, threshold
                 )
             k += 8
         if k + 4 <= rows:
-            a, b, c, d = _four_block_rows(src, t, z0, y0, height, k)
+            a, b, c, d = _four_block_rows(src, t, z0, y0, planes, rows_at, k)
             for j in range(n_x):
                 acc[j] += _four_counts(a, b, c, d, j, threshold)
             k += 4
         while k < rows:
-            a = src[t, z0 + k // height, y0 + k % height]
+            a = src[t, z0 + planes[k], y0 + rows_at[k]]
             for j in range(n_x):
-                acc[j] += a[j] > threshold
+                acc[j] += _above(a[j], threshold)
             k += 1
         target = out[t, zo, yo]
         if pad:
