@@ -67,6 +67,66 @@ def test_tasks_run_with_one_worker_inside_the_pool():
     assert _plan.default_workers() >= 1
 
 
+def test_the_caller_and_the_pool_share_the_tasks_each_once():
+    caller = threading.current_thread()
+    ran = []
+    lock = threading.Lock()
+
+    def task(i):
+        time.sleep(0.005)
+        with lock:
+            ran.append((i, threading.current_thread() is caller))
+
+    tasks = [lambda i=i: task(i) for i in range(20)]
+    steps = _plan.run_tasks(tasks, 2)
+    count = 0
+    for _ in steps:
+        count += 1
+        assert count <= len(ran)  # a yield for a task that finished, never ahead
+    assert count == 20
+    assert sorted(i for i, _ in ran) == list(range(20))
+    assert {in_caller for _, in_caller in ran} == {True, False}  # both threads took some
+
+
+def test_a_task_failing_in_the_pool_thread_stops_the_others():
+    caller = threading.current_thread()
+    events = []
+
+    def task(i):
+        events.append("start")
+        time.sleep(0.005)
+        if threading.current_thread() is not caller:
+            events.append("failed")
+            raise ValueError(f"task {i} failed in the pool")
+
+    tasks = [lambda i=i: task(i) for i in range(40)]
+    with pytest.raises(ValueError, match="failed in the pool"):
+        _plan.Plan.from_tasks(tasks, lambda: None, 2).compute()
+    time.sleep(0.05)
+    assert events.count("failed") == 1
+    # at most the one task the caller may take while the failure is being recorded
+    assert events[events.index("failed") :].count("start") <= 1
+    assert events.count("start") < 40
+
+
+def test_computations_started_from_two_threads_at_once():
+    """Two plans share the pool: one's helper may wait behind the other's, whose
+    caller then runs its tasks alone; both results stay right."""
+    stacks = [np.random.default_rng(i).random((4, 40, 50, 60)).astype(np.float32) for i in (2, 3)]
+    results = [None, None]
+
+    def compute(i):
+        results[i] = statistic_plan(stacks[i], "var", axis=0, workers=2).compute()
+
+    threads = [threading.Thread(target=compute, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for stack, result in zip(stacks, results, strict=True):
+        np.testing.assert_allclose(result, stack.var(axis=0, dtype=np.float64), rtol=1e-6)
+
+
 @pytest.mark.parametrize(("length", "parts"), [(10, 3), (3, 10), (1, 1), (100, 7)])
 def test_split_range_covers_the_range_once(length, parts):
     pieces = _plan.split_range(length, parts)

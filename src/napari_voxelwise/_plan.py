@@ -21,7 +21,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Generic, TypeVar
 
 from ._validation import check_int
@@ -82,33 +82,90 @@ def task_count(work_bytes: float, length: int, workers: int) -> int:
 
 
 def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[None, None, None]:
-    """Run `tasks` (callables without arguments), yielding once as each finishes.
+    """Run `tasks` (callables without arguments), yielding once for each finished task.
 
-    With more than one worker the tasks run on a thread pool; the generator
-    still yields on the calling thread. An exception in a task is raised at
-    the next yield after the remaining tasks are cancelled.
+    With more than one worker, the calling thread and ``workers - 1`` pool
+    threads take the tasks in order from a shared counter; the generator yields
+    after each task the calling thread finishes, once for every task finished by
+    then (so the yields come in small bursts). Submitting every task to the pool
+    and waking the caller as each finished cost ~30 µs a task: 20% of a 512 MiB
+    reduction in 128 tasks on two cores. An exception in a task is raised at the
+    next yield after the remaining tasks are dropped; closing the generator drops
+    them too, after the running ones finish.
     """
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             task()
             yield
         return
-    pool = _pool(workers)
-    # Keep at most a few tasks queued per worker: cancel then drops the rest at once.
-    pending = list(reversed(tasks))
-    running: set = set()
+    queue = _TaskQueue(tasks)
+    helpers = [_pool(workers - 1).submit(queue.drain) for _ in range(min(workers, len(tasks)) - 1)]
+    yielded = 0
     try:
-        while pending or running:
-            while pending and len(running) < 2 * workers:
-                running.add(pool.submit(pending.pop()))
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()
+        while (task := queue.take()) is not None:
+            queue.run(task, inline=True)
+            for _ in range(queue.finished - yielded):
                 yield
+            yielded = queue.finished
+        wait(helpers)
+        if queue.error is not None:
+            raise queue.error
+        for _ in range(len(tasks) - yielded):
+            yield
     finally:
-        for future in running:
-            future.cancel()
-        wait(running)  # the tasks already started finish before we return
+        queue.stop()
+        for helper in helpers:
+            helper.cancel()  # one still queued behind another computation's never runs
+        wait(helpers)  # the tasks already started finish before we return
+
+
+class _TaskQueue:
+    """Tasks taken in order by several threads; counts what finished, keeps the first error."""
+
+    def __init__(self, tasks: Sequence[Callable[[], object]]):
+        self._tasks = tasks
+        self._next = 0
+        self._lock = threading.Lock()
+        self.finished = 0
+        self.error: BaseException | None = None
+
+    def take(self) -> Callable[[], object] | None:
+        """The next task, or None when all are taken, one failed, or `stop` was called."""
+        with self._lock:
+            if self.error is not None or self._next >= len(self._tasks):
+                return None
+            self._next += 1
+            return self._tasks[self._next - 1]
+
+    def stop(self) -> None:
+        with self._lock:
+            self._next = len(self._tasks)
+
+    def run(self, task: Callable[[], object], inline: bool = False) -> None:
+        """Run one task; `inline` (the calling thread) marks it as a pool thread meanwhile,
+        so that computations nested in the task run on one worker, as in the pool."""
+        was_in_pool = getattr(_thread_state, "in_pool", False)
+        if inline:
+            _thread_state.in_pool = True
+        try:
+            task()
+        except BaseException as error:
+            with self._lock:
+                if self.error is None:
+                    self.error = error
+            raise
+        finally:
+            _thread_state.in_pool = was_in_pool
+        with self._lock:
+            self.finished += 1
+
+    def drain(self) -> None:
+        """Run tasks until none is left (a pool thread's loop); errors stay in `error`."""
+        while (task := self.take()) is not None:
+            try:
+                self.run(task)
+            except BaseException:
+                return
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
