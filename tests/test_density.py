@@ -94,6 +94,21 @@ def test_large_window_sliding_is_exact():
     np.testing.assert_allclose(result, expected, rtol=1e-7)
 
 
+@pytest.mark.parametrize(
+    ("shape", "window"),
+    [((310, 12), (300, 2)), ((24, 23, 205), (20, 20, 200)), ((40, 300), (3, 256))],
+)
+def test_counts_widen_pass_by_pass(shape, window):
+    """Each pass stores its counts in the smallest dtype that holds them: uint8, uint16 or
+    uint32 as the window grows axis by axis (here past 255 and 65535)."""
+    binary = np.random.default_rng(15).random(shape) < 0.6
+    expected = sliding_window_view(binary, window).sum(axis=tuple(range(-len(shape), 0)))
+    result = density_map(binary.astype(np.float32), window, mode="sliding", threshold=0.5)
+    np.testing.assert_allclose(result, expected / np.prod(window), rtol=1e-7)
+    padded = density_map(binary, window, mode="block", edge="pad", workers=2)
+    np.testing.assert_allclose(padded, block_reference(binary, window, "pad"), rtol=1e-7)
+
+
 @pytest.mark.parametrize("mode", ["block", "sliding"])
 def test_fewer_window_entries_keep_leading_axes(mode):
     """A (t, y, x) stack with window (3, 3) gives one 2D map per frame."""

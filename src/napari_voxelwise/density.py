@@ -176,7 +176,7 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
     data = image.view(np.uint8) if image.dtype == np.bool_ else image
     work_dtype = check.compute_dtype(data.dtype)
     first_threshold, first_mode = _prepared_threshold(work_dtype, threshold)
-    no_threshold = count_dtype.type(0)
+    no_threshold = np.uint8(0)  # unused by the passes that add counts (its type is fixed)
 
     fused = None
     if mode == "block" and work_dtype == data.dtype and all(w == 1 for w in sizes[:-3]):
@@ -217,8 +217,11 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
             source = view_3d(counts, axis)
             if source is None:
                 source = view_3d(np.ascontiguousarray(counts), axis)
+            # counts so far fit the window's size along the axes done: a 32x32 window's
+            # first pass writes uint8, as a 3x3 window's (uint16 only after the second)
             result = np.empty(
-                (*counts.shape[:axis], out_length, *counts.shape[axis + 1 :]), count_dtype
+                (*counts.shape[:axis], out_length, *counts.shape[axis + 1 :]),
+                _count_dtype(math.prod(sizes[: axis + 1])),
             )
             kernel(
                 source,
