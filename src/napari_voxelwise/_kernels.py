@@ -458,32 +458,69 @@ def integer_moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
             _finish_exact(stat, sums[:tile], sums[tile:], zeros, m, n, ddof, out[o, t0 : t0 + m])
 
 
+@njit(inline="always", **_JIT)
+def _integer_line_sums(lines, j, n):
+    """Exact sums of the values and of their squares of line ``j`` of `lines` (flat,
+    lines of ``n`` integers of at most 16 bits), both as float64."""
+    t = np.int32(0)
+    q = 0.0
+    for i in range(n):
+        v = np.int32(lines[j * n + i])
+        t += v
+        q += np.float64(v) * v
+    return np.float64(t), q
+
+
+@njit(inline="always", **_JIT)
+def _paired_line_sums(words, j, n, flip):
+    """`_integer_line_sums` of line ``j`` of 16-bit values read as ``n`` uint32 words
+    (each split with a mask and a shift; `flip` as in `integer_moment_statistic_paired_lines`)."""
+    t = np.uint32(0)
+    q = 0.0
+    for i in range(n):
+        v = words[j * n + i] ^ flip
+        low = v & np.uint32(0xFFFF)
+        high = v >> np.uint32(16)
+        t += low + high
+        a, b = np.float64(low), np.float64(high)
+        q += a * a + b * b
+    return np.float64(t), q
+
+
+@njit(inline="always", **_JIT)
+def _exact_short_variance(t, q, n, scale):
+    """The variance from exact sums of at most 16 values of 16 bits: ``n * q - t**2`` is
+    an integer below 2**53, exact in float64 (see `_finish_exact`)."""
+    return (q * n - t * t) * scale
+
+
 @njit(**_JIT)
 def integer_moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     """`integer_moment_statistic` for a C-contiguous ``x`` of shape (outer, n), n <= 16.
 
-    One compiled kernel per line length, read from the flat array, as
+    One compiled kernel per line length, read from the flat array, each line's
+    statistic written as soon as its sums are (one loop per statistic), as in
     `moment_statistic_short_lines`.
     """
     n = len(lanes)
-    tile = _MOMENT_TILE
-    totals = np.empty(tile)
-    squares = np.empty(tile)
-    zeros = np.zeros(tile)
     flat = x.reshape(x.shape[0] * n)
-    for t0 in range(o0, o1, tile):
-        m = min(tile, o1 - t0)
+    scale = 1.0 / (n * (n - ddof))
+    for t0 in range(o0, o1, _MOMENT_TILE):
+        m = min(_MOMENT_TILE, o1 - t0)
         lines = flat[t0 * n : (t0 + m) * n]
-        for j in range(m):
-            t = np.int32(0)
-            q = 0.0
-            for i in range(n):
-                v = np.int32(lines[j * n + i])
-                t += v
-                q += np.float64(v) * v
-            totals[j] = t
-            squares[j] = q
-        _finish_exact(stat, totals, squares, zeros, m, n, ddof, out[t0 : t0 + m])
+        target = out[t0 : t0 + m]
+        if stat == STAT_VAR:
+            for j in range(m):
+                t, q = _integer_line_sums(lines, j, n)
+                target[j] = _exact_short_variance(t, q, n, scale)
+        elif stat == STAT_STD:
+            for j in range(m):
+                t, q = _integer_line_sums(lines, j, n)
+                target[j] = math.sqrt(_exact_short_variance(t, q, n, scale))
+        else:
+            for j in range(m):
+                t, q = _integer_line_sums(lines, j, n)
+                target[j] = math.sqrt(_exact_short_variance(t, q, n, scale)) / (t / n)
 
 
 #: XOR of a uint32 word that turns its two int16 halves ``s`` into uint16 ``s + 32768``.
@@ -501,27 +538,27 @@ def integer_moment_statistic_paired_lines(words, lanes, flip, o0, o1, ddof, stat
     values plus 32768, which have the same variance; the cv's mean is shifted back.
     """
     n = len(lanes)
-    tile = _MOMENT_TILE
-    totals = np.empty(tile)
-    squares = np.empty(tile)
-    shift = np.full(tile, -32768.0 if flip else 0.0)
+    values = 2 * n
+    shift = -32768.0 if flip else 0.0
     flat = words.reshape(words.shape[0] * n)
-    for t0 in range(o0, o1, tile):
-        m = min(tile, o1 - t0)
+    scale = 1.0 / (values * (values - ddof))
+    for t0 in range(o0, o1, _MOMENT_TILE):
+        m = min(_MOMENT_TILE, o1 - t0)
         lines = flat[t0 * n : (t0 + m) * n]
-        for j in range(m):
-            t = np.uint32(0)
-            q = 0.0
-            for i in range(n):
-                v = lines[j * n + i] ^ flip
-                low = v & np.uint32(0xFFFF)
-                high = v >> np.uint32(16)
-                t += low + high
-                a, b = np.float64(low), np.float64(high)
-                q += a * a + b * b
-            totals[j] = t
-            squares[j] = q
-        _finish_exact(stat, totals, squares, shift, m, 2 * n, ddof, out[t0 : t0 + m])
+        target = out[t0 : t0 + m]
+        if stat == STAT_VAR:
+            for j in range(m):
+                t, q = _paired_line_sums(lines, j, n, flip)
+                target[j] = _exact_short_variance(t, q, values, scale)
+        elif stat == STAT_STD:
+            for j in range(m):
+                t, q = _paired_line_sums(lines, j, n, flip)
+                target[j] = math.sqrt(_exact_short_variance(t, q, values, scale))
+        else:
+            for j in range(m):
+                t, q = _paired_line_sums(lines, j, n, flip)
+                var = _exact_short_variance(t, q, values, scale)
+                target[j] = math.sqrt(var) / (shift + t / values)
 
 
 @njit(**_JIT)
