@@ -73,7 +73,7 @@ def test_the_caller_and_the_pool_share_the_tasks_each_once():
     lock = threading.Lock()
 
     def task(i):
-        time.sleep(0.005)
+        time.sleep(0.01)  # the caller alone would need 0.2 s: the pool thread starts before
         with lock:
             ran.append((i, threading.current_thread() is caller))
 
@@ -94,7 +94,7 @@ def test_a_task_failing_in_the_pool_thread_stops_the_others():
 
     def task(i):
         events.append("start")
-        time.sleep(0.005)
+        time.sleep(0.01)
         if threading.current_thread() is not caller:
             events.append("failed")
             raise ValueError(f"task {i} failed in the pool")

@@ -88,10 +88,11 @@ def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[
     threads take the tasks in order from a shared counter; the generator yields
     after each task the calling thread finishes, once for every task finished by
     then (so the yields come in small bursts). Submitting every task to the pool
-    and waking the caller as each finished cost ~30 µs a task: 20% of a 512 MiB
-    reduction in 128 tasks on two cores. An exception in a task is raised at the
-    next yield after the remaining tasks are dropped; closing the generator drops
-    them too, after the running ones finish.
+    and waking the caller as each finished had cost ~30 µs a task (128 tasks
+    reading 512 MiB with np.max on two cores: 28 ms, against 21 ms this way).
+    An exception in a task is raised once the calling thread's task is done, the
+    remaining tasks dropped; closing the generator drops them too, after the
+    running ones finish.
     """
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
