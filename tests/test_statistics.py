@@ -368,6 +368,27 @@ def test_frame_norms_of_other_orders_on_long_frames(ord, axis, workers):
     assert np.isnan(result).sum() == 1
 
 
+@pytest.mark.parametrize("ord", [2.7, 0.3, 65])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_frame_norms_of_orders_raised_by_numpy(monkeypatch, ord, axis):
+    """Orders that are not (half-)integers up to 64 take NumPy's float64 power per chunk:
+    int8 with -128 (no wrap-around of abs), a strided view, inf in one frame, chunks
+    along the inner axis and over outer rows, many tasks."""
+    from napari_voxelwise import _plan, statistics
+
+    monkeypatch.setattr(_plan, "TASK_BYTES", 4096)
+    monkeypatch.setattr(statistics, "_POWER_CHUNK", 256)  # both kinds of chunks
+    values = np.random.default_rng(12).integers(-128, 128, (5, 30, 41)).astype(np.int8)
+    values[1, 2, 3] = -128
+    strided = (values.astype(np.float64) / 50)[:, ::2, ::-3]
+    strided[3, 0, 0] = np.inf
+    for stack in (values, strided):
+        frames = np.moveaxis(stack.astype(np.float64), axis, 0)
+        expected = [np.linalg.norm(frame.ravel(), ord) for frame in frames]
+        result = frame_norms(stack, axis=axis, ord=ord, workers=2)
+        np.testing.assert_allclose(result, expected, rtol=1e-10)
+
+
 def test_frame_norms_nan_propagates():
     stack = np.ones((3, 4))
     stack[1, 2] = np.nan

@@ -700,6 +700,14 @@ def _row_norm_term(row, kind, power, acc):
 
 #: Values per block of `_powers` in `_row_norm_term`.
 _POWER_BLOCK = 256
+#: Largest order `_powers` raises by repeated squaring (integer and half-integer orders).
+SQUARED_POWERS = 64.0
+
+
+def by_squaring(power: float) -> bool:
+    """Whether `_powers` raises to `power` by repeated squaring (else by ``pow`` per value,
+    which the callers avoid: see `napari_voxelwise.statistics.frame_norms_plan`)."""
+    return 2.0 * power == math.floor(2.0 * power) and power <= SQUARED_POWERS
 
 
 @njit(**_JIT_REASSOC)
@@ -713,7 +721,7 @@ def _powers(values, power, base, out):
     """
     m = values.shape[0]
     twice = 2.0 * power
-    if twice != math.floor(twice) or power > 64.0:
+    if twice != math.floor(twice) or power > SQUARED_POWERS:
         for j in range(m):
             out[j] = abs(np.float64(values[j])) ** power
         return
