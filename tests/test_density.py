@@ -109,6 +109,25 @@ def test_counts_widen_pass_by_pass(shape, window):
     np.testing.assert_allclose(padded, block_reference(binary, window, "pad"), rtol=1e-7)
 
 
+@pytest.mark.parametrize(
+    ("shape", "window"),
+    [((40,), 3), ((3, 40, 50), (3, 3)), ((1, 40, 50), (3, 3)), ((9, 30), (4, 1))],
+)
+def test_sliding_last_pass_writes_fractions_or_counts(monkeypatch, shape, window):
+    """The last pass along the last axis writes the fractions into the result when the
+    task's part of it can be viewed as lines (a 1D image; tasks split along the first
+    axis), else counts that are divided after (tasks split along a middle axis of 3
+    frames); a window of 1 on the last axis ends on a pass over rows."""
+    from napari_voxelwise import _plan
+
+    monkeypatch.setattr(_plan, "TASK_BYTES", 500)  # tasks of a few rows
+    binary = np.random.default_rng(16).random(shape) < 0.5
+    sizes = (window,) * len(shape) if np.ndim(window) == 0 else (1,) * (len(shape) - 2) + window
+    expected = sliding_window_view(binary, sizes).mean(axis=tuple(range(-len(shape), 0)))
+    result = density_map(binary, window, mode="sliding", workers=2)
+    np.testing.assert_allclose(result, expected, rtol=1e-7)
+
+
 @pytest.mark.parametrize("mode", ["block", "sliding"])
 def test_fewer_window_entries_keep_leading_axes(mode):
     """A (t, y, x) stack with window (3, 3) gives one 2D map per frame."""

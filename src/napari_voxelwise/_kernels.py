@@ -1159,15 +1159,28 @@ def group_sums(src, size, threshold, mode, dst):
                     out[j] += _count(row[j], threshold, mode)
 
 
+@njit(inline="always", **_JIT)
+def _stored(count, divisor):
+    """`count`, or the float32 fraction ``count / divisor`` (a `divisor` of None, a branch
+    settled at compile time, keeps counts): the same float32 division as ``np.divide``."""
+    if divisor is None:
+        return count
+    return np.float32(count) / divisor
+
+
 @njit(**_JIT)
-def window_sums(src, size, threshold, mode, dst):
+def window_sums(src, size, threshold, mode, dst, divisor=None):
     """Counts over every run of `size` consecutive entries along axis 1 (running sums).
 
     ``dst[o, g, j] = sum(count(src[o, i, j]))`` for ``g <= i < g + size``; the
     cost does not depend on `size`: each step adds the entering row and takes
-    away the leaving one.
+    away the leaving one. With a float32 `divisor` (lines only: ``src`` of shape
+    (outer, n, 1)) ``dst`` receives the fractions ``count / divisor`` instead,
+    so that the last pass of a sliding density needs no array of counts.
     """
     n_outer, n_out, n_inner = dst.shape
+    if divisor is not None and n_inner != 1:
+        raise ValueError("window_sums: fractions only along lines")
     for o in range(n_outer):
         if n_inner == 1:
             line = src[o, :, 0]
@@ -1175,11 +1188,11 @@ def window_sums(src, size, threshold, mode, dst):
             total = 0
             for i in range(size):
                 total += _count(line[i], threshold, mode)
-            out[0] = total
+            out[0] = _stored(total, divisor)
             for g in range(1, n_out):
                 total += _count(line[g + size - 1], threshold, mode)
                 total -= _count(line[g - 1], threshold, mode)
-                out[g] = total
+                out[g] = _stored(total, divisor)
             continue
         first = dst[o, 0]
         row = src[o, 0]

@@ -186,6 +186,7 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
             fused, sizes, out, first_threshold, first_mode, edge == "pad", count_dtype, workers
         )
 
+    last_pass = max(axis for axis, size in enumerate(sizes) if size > 1 or axis == 0)
     # Split along the outermost axis with enough output rows for every worker.
     split_axis = next(
         (axis for axis, m in enumerate(out_shape) if m >= 2 * workers),
@@ -204,6 +205,7 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
         if counts.dtype != work_dtype:
             counts = counts.astype(work_dtype)
         threshold_, mode_ = first_threshold, first_mode
+        region = (*head, slice(start, stop))
         # Axis 0 first: that pass reads the input once, thresholding on the fly,
         # and every later pass works on an array `window` times smaller.
         for axis, size in enumerate(sizes):
@@ -217,6 +219,11 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
             source = view_3d(counts, axis)
             if source is None:
                 source = view_3d(np.ascontiguousarray(counts), axis)
+            if axis == last_pass and mode == "sliding" and source.shape[2] == 1:
+                target = _view_as(out[region], (source.shape[0], out_length, 1))
+                if target is not None:  # the last pass writes the fractions themselves
+                    kernel(source, size, threshold_, mode_, target, np.float32(denominator))
+                    return
             # counts so far fit the window's size along the axes done: a 32x32 window's
             # first pass writes uint8, as a 3x3 window's (uint16 only after the second)
             result = np.empty(
@@ -231,7 +238,6 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
                 result.reshape(source.shape[0], out_length, source.shape[2]),
             )
             counts, threshold_, mode_ = result, no_threshold, _kernels.COUNT_VALUE
-        region = (*head, slice(start, stop))
         part_denominator = denominator[region] if np.ndim(denominator) else denominator
         np.divide(counts, part_denominator, out=out[region], dtype=np.float32)
 
@@ -240,6 +246,12 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
         for start, stop in split_range(out_shape[split_axis], parts)
     ]
     return Plan.from_tasks(tasks, lambda: out, workers, f"{mode} density")
+
+
+def _view_as(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """`array` reshaped to `shape` without a copy, or None if that needs one."""
+    view = array.reshape(shape)
+    return view if np.may_share_memory(view, array) else None
 
 
 def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, workers) -> Plan:
