@@ -717,7 +717,8 @@ def _powers(values, power, base, out):
     Integer and half-integer powers up to 64 by repeated squaring, each step a loop
     over the block that LLVM vectorises: ord=3 norms 10x to 13x faster than with
     ``pow`` value by value, which the seed's loop (NumPy's vectorised float32 power)
-    had beaten 1.5x to 4x. Other powers still call ``pow`` for every value.
+    had beaten 1.5x to 4x. Other powers call ``pow`` for every value (a correct
+    fallback: `frame_norms_plan` sends those orders to NumPy's power, see `by_squaring`).
     """
     m = values.shape[0]
     twice = 2.0 * power
