@@ -107,7 +107,7 @@ def _exact_moments(lines, statistic, ddof):
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.int8, np.bool_])
-@pytest.mark.parametrize("length", [5, 16, 21])
+@pytest.mark.parametrize("length", [5, 8, 16, 21])
 @pytest.mark.parametrize("statistic", ["var", "std", "cv"])
 @pytest.mark.parametrize("ddof", [0, 1])
 def test_small_integer_moments_are_exact(dtype, length, statistic, ddof):
@@ -459,6 +459,37 @@ def test_moments_nan_and_inf_in_any_row(statistic):
     np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
     finite = np.isfinite(expected)
     np.testing.assert_allclose(result[finite], expected[finite], rtol=2e-6)
+
+
+@pytest.mark.parametrize("length", [8, 11])
+@pytest.mark.parametrize("statistic", ["var", "std"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_moments_of_the_last_eight_rows_with_nan_inf_and_huge_values(length, statistic, dtype):
+    """The variance and the std add the last eight rows and finish in one loop: NaN and inf
+    there, squares overflowing float64 (redone in two careful passes) and a variance beyond
+    float32 still come out as NumPy's (or, where NumPy's squares overflow, as the scaled std)."""
+    rng = np.random.default_rng(length)
+    stack = rng.standard_normal((length, 2, 1100)).astype(dtype)
+    stack[-1, 0, 3] = np.nan  # the last row
+    stack[length - 8, 1, 1024] = np.inf  # the first of the last eight rows, second tile
+    stack[-2, 1, 1099] = -np.inf
+    stack[0, 0, 5] = np.nan  # the shift
+    if dtype == np.float64:
+        stack[:, 0, 17] = rng.standard_normal(length) * 1e200  # squares overflow
+        stack[1:, 1, 18] = 1e300  # first sample small, the others huge
+    else:
+        stack[:, 0, 17] = rng.standard_normal(length) * 1e30  # a variance beyond float32
+    with np.errstate(all="ignore"):
+        expected = _reference(stack, statistic, 0)
+        if statistic == "std" and dtype == np.float64:
+            for row, column in ((0, 17), (1, 18)):
+                expected[row, column] = np.std(stack[:, row, column] / 1e200) * 1e200
+        expected = expected.astype(dtype)
+    result = axis_statistic(stack, statistic, axis=0, workers=1)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result))
 
 
 @pytest.mark.parametrize("statistic", ["mean", "var", "min", "max"])
