@@ -438,8 +438,10 @@ def test_bad_input_is_refused_naming_the_parameter(call, error, names):
 @pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std", "cv"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
 def test_moments_for_every_row_grouping_and_tile_edge(length, statistic, dtype):
-    """Lengths hitting the 8-, 4- and 1-row passes; inner sizes across the 1024-voxel tile."""
-    stack = random_data((2, length, 2050), dtype, seed=length) + 1  # cv: no zero mean
+    """Lengths hitting the 8-, 4- and 1-row passes; inner sizes across the 1024-voxel tile
+    (and the steps of 8192 voxels of stacks of eight)."""
+    inner = 8200 if length == 8 else 2050
+    stack = random_data((2, length, inner), dtype, seed=length) + 1  # cv: no zero mean
     expected = _reference(stack, statistic, 1, ddof=0)
     result = axis_statistic(stack, statistic, axis=1, workers=1)
     np.testing.assert_allclose(result, expected, rtol=float_rtol(result) * 3)
@@ -465,25 +467,26 @@ def test_moments_nan_and_inf_in_any_row(statistic):
 @pytest.mark.parametrize("statistic", ["var", "std"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_moments_of_the_last_eight_rows_with_nan_inf_and_huge_values(length, statistic, dtype):
-    """The variance and the std add the last eight rows and finish in one loop: NaN and inf
-    there, squares overflowing float64 (redone in two careful passes) and a variance beyond
-    float32 still come out as NumPy's (or, where NumPy's squares overflow, as the scaled std)."""
+    """The variance and the std add the last eight rows and finish in one loop (stacks of
+    eight: in steps of 8192 voxels): NaN and inf there, squares overflowing float64 (redone
+    in two careful passes) and a variance beyond float32 still come out as NumPy's (or,
+    where NumPy's squares overflow, as the scaled std)."""
     rng = np.random.default_rng(length)
-    stack = rng.standard_normal((length, 2, 1100)).astype(dtype)
-    stack[-1, 0, 3] = np.nan  # the last row
-    stack[length - 8, 1, 1024] = np.inf  # the first of the last eight rows, second tile
-    stack[-2, 1, 1099] = -np.inf
-    stack[0, 0, 5] = np.nan  # the shift
+    stack = rng.standard_normal((length, 8300)).astype(dtype)
+    stack[-1, 3] = np.nan  # the last row
+    stack[length - 8, 1024] = np.inf  # the first of the last eight rows, second tile
+    stack[-2, 8191] = -np.inf  # the end of the first step of 8192
+    stack[0, 8192] = np.nan  # the shift, the second step
+    huge = [17, 8299]
     if dtype == np.float64:
-        stack[:, 0, 17] = rng.standard_normal(length) * 1e200  # squares overflow
-        stack[1:, 1, 18] = 1e300  # first sample small, the others huge
+        stack[:, 17] = rng.standard_normal(length) * 1e200  # squares overflow
+        stack[1:, 8299] = 1e300  # first sample small, the others huge
     else:
-        stack[:, 0, 17] = rng.standard_normal(length) * 1e30  # a variance beyond float32
+        stack[:, huge] = rng.standard_normal((length, 2)) * 1e30  # a variance beyond float32
     with np.errstate(all="ignore"):
         expected = _reference(stack, statistic, 0)
         if statistic == "std" and dtype == np.float64:
-            for row, column in ((0, 17), (1, 18)):
-                expected[row, column] = np.std(stack[:, row, column] / 1e200) * 1e200
+            expected[huge] = np.std(stack[:, huge] / 1e200, axis=0) * 1e200
         expected = expected.astype(dtype)
     result = axis_statistic(stack, statistic, axis=0, workers=1)
     np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
