@@ -463,18 +463,19 @@ def test_moments_nan_and_inf_in_any_row(statistic):
     np.testing.assert_allclose(result[finite], expected[finite], rtol=2e-6)
 
 
-@pytest.mark.parametrize("length", [8, 11])
+@pytest.mark.parametrize("length", [5, 8, 11])
 @pytest.mark.parametrize("statistic", ["var", "std"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_moments_of_the_last_eight_rows_with_nan_inf_and_huge_values(length, statistic, dtype):
-    """The variance and the std add the last eight rows and finish in one loop (stacks of
-    eight: in steps of 8192 voxels): NaN and inf there, squares overflowing float64 (redone
-    in two careful passes) and a variance beyond float32 still come out as NumPy's (or,
-    where NumPy's squares overflow, as the scaled std)."""
+    """The variance and the std add the last eight rows (all, made up with the first, when
+    fewer) and finish in one loop (eight rows or fewer: in steps of 8192 voxels): NaN and
+    inf there, squares overflowing float64 (redone in two careful passes) and a variance
+    beyond float32 still come out as NumPy's (or, where NumPy's squares overflow, as the
+    scaled std)."""
     rng = np.random.default_rng(length)
     stack = rng.standard_normal((length, 8300)).astype(dtype)
     stack[-1, 3] = np.nan  # the last row
-    stack[length - 8, 1024] = np.inf  # the first of the last eight rows, second tile
+    stack[max(length - 8, 1), 1024] = np.inf  # the first of the last eight rows, second tile
     stack[-2, 8191] = -np.inf  # the end of the first step of 8192
     stack[0, 8192] = np.nan  # the shift, the second step
     huge = [17, 8299]

@@ -105,6 +105,23 @@ def _four_rows(x, o, i, t0, m):
     )
 
 
+@njit(**_JIT)
+def _eight_last_rows(x, o, i, t0, m, filler):
+    """Rows ``i..i + 7`` of ``x[o, :, t0:t0 + m]``, those past the last replaced by row
+    `filler` (views indexed from 0, which LLVM vectorises)."""
+    n = x.shape[1]
+    return (
+        x[o, i, t0 : t0 + m],
+        x[o, i + 1 if i + 1 < n else filler, t0 : t0 + m],
+        x[o, i + 2 if i + 2 < n else filler, t0 : t0 + m],
+        x[o, i + 3 if i + 3 < n else filler, t0 : t0 + m],
+        x[o, i + 4 if i + 4 < n else filler, t0 : t0 + m],
+        x[o, i + 5 if i + 5 < n else filler, t0 : t0 + m],
+        x[o, i + 6 if i + 6 < n else filler, t0 : t0 + m],
+        x[o, i + 7 if i + 7 < n else filler, t0 : t0 + m],
+    )
+
+
 @njit(**_JIT_CONTRACT)
 def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
     """Add rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` (minus ``shift``) to the sums.
@@ -174,16 +191,16 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
     the inner axis, up to eight rows at a time (`_add_rows`; the first sample
-    adds 0 but keeps the groups of eight whole). The variance and the std of
-    eight rows or more add their last eight rows and finish in one loop
-    (`_add_last_rows`); with exactly eight, no sums are stored, and the kernel
-    takes steps of eight tiles (fewer calls: 3% to 7% faster). The mean and the
-    sum need no shift and no squares. NaN and inf propagate as in NumPy.
+    adds 0 but keeps the groups of eight whole). The variance and the std add
+    their last eight rows (all of them when fewer) and finish in one loop
+    (`_add_last_rows`); with eight rows or fewer no sums are stored, and the
+    kernel takes steps of eight tiles (fewer calls: 3% to 7% faster). The mean and the sum need no
+    shift and no squares. NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
-    fused = (stat == STAT_VAR or stat == STAT_STD) and n >= 8
-    rows = n - 8 if fused else n  # those that `_add_rows` adds
+    fused = stat == STAT_VAR or stat == STAT_STD
+    rows = max(n - 8, 0) if fused else n  # those that `_add_rows` adds
     tile = _MOMENT_TILE
     step = tile if rows > 0 else 8 * tile
     shift = np.zeros(step)
@@ -230,16 +247,18 @@ def _eight_deviations(r0, r1, r2, r3, r4, r5, r6, r7, j, k):
 
 @njit(**_JIT_CONTRACT)
 def _add_last_rows(x, o, i, t0, m, shift, sums, first, std, n, ddof, out):
-    """Add rows ``i..i + 7`` of ``x[o, :, t0:t0 + m]`` (the last eight) to the sums of
-    `_add_rows` and write each voxel's variance, or if `std` its square root, to ``out``.
+    """Add rows ``i..n - 1`` of ``x[o, :, t0:t0 + m]`` (the last eight, or all when fewer)
+    to the sums of `_add_rows` and write each voxel's variance, or if `std` its square
+    root, to ``out``.
 
     The sums of these rows stay in registers instead of being stored for
     `_finish_tile` (512 MiB float32 stacks of eight, kernel alone: var 15%, std
-    29% faster). If `first`, there are no other rows and ``sums`` is not read.
-    Only for ``n > ddof``. Returns whether some voxel is `_suspect`.
+    29% faster; stacks of five and seven 25% to 35%). Fewer than eight rows are
+    made up with the first row, whose deviations from the shift are 0 (NaN if
+    inf, as they are anyway). If `first`, there are no other rows and ``sums``
+    is not read. Only for ``n > ddof``. Returns whether some voxel is `_suspect`.
     """
-    r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
-    r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
+    r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, 0)
     inverse_dof = 1.0 / (n - ddof)
     suspects = 0
     if first:
@@ -474,20 +493,26 @@ def _add_integer_rows(x, o, n, t0, m, sums):
 def _add_last_integer_rows(x, o, i, t0, m, sums, first, std, n, scale, out):
     """`_add_last_rows` for `integer_moment_statistic` (``n <= EXACT_FLOAT_LINES``): the
     exact variance ``(n * sum(x**2) - sum(x)**2) * scale`` (see `_finish_exact`), or
-    if `std` its square root, from the sums and rows ``i..i + 7`` kept in registers
-    (256 MiB uint16 stacks of eight, kernel alone: var 23% faster)."""
-    r0, r1, r2, r3 = _four_rows(x, o, i, t0, m)
-    r4, r5, r6, r7 = _four_rows(x, o, i + 4, t0, m)
+    if `std` its square root, from the sums and rows ``i..n - 1`` kept in registers
+    (256 MiB uint16 stacks of eight, kernel alone: var 23% faster; of five and
+    seven, 2x). Fewer than eight rows (`first` only) are made up with row ``i``,
+    taken out again (exactly) after."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, i)
+    extra = np.float64(max(0, i + 8 - n))  # copies of row i beyond the first
     if first:
         for j in range(m):
             total, squares = _eight_values(r0, r1, r2, r3, r4, r5, r6, r7, j)
+            a = np.float64(r0[j])
+            total -= extra * a
+            squares -= extra * (a * a)
             var = (squares * n - total * total) * scale
             out[j] = math.sqrt(var) if std else var
     else:
         for j in range(m):
             total, squares = _eight_values(r0, r1, r2, r3, r4, r5, r6, r7, j)
             total += sums[j]
-            var = ((sums[_MOMENT_TILE + j] + squares) * n - total * total) * scale
+            squares += sums[_MOMENT_TILE + j]
+            var = (squares * n - total * total) * scale
             out[j] = math.sqrt(var) if std else var
 
 
@@ -529,13 +554,13 @@ def integer_moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     """As `moment_statistic` (var, std or cv only) for integers of at most 16 bits, exactly.
 
     ``x`` is (outer, n, inner) with ``n <= EXACT_INTEGER_LINES``. The variance
-    and the std of eight to `EXACT_FLOAT_LINES` rows finish in the loop over
-    the last eight rows (`_add_last_integer_rows`); with exactly eight, in steps
-    of eight tiles (10% faster on uint16 than tile by tile).
+    and the std of up to `EXACT_FLOAT_LINES` rows finish in the loop over the
+    last eight rows, or all when fewer (`_add_last_integer_rows`); with eight
+    rows or fewer, in steps of eight tiles (10% faster on uint16 than tile by tile).
     """
     n = x.shape[1]
-    fused = stat != STAT_CV and 8 <= n <= EXACT_FLOAT_LINES
-    rows = n - 8 if fused else n  # those that `_add_integer_rows` adds
+    fused = stat != STAT_CV and n <= EXACT_FLOAT_LINES
+    rows = max(n - 8, 0) if fused else n  # those that `_add_integer_rows` adds
     scale = 1.0 / (n * (n - ddof))
     tile = _MOMENT_TILE
     sums = np.empty(2 * tile)
