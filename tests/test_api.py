@@ -134,6 +134,7 @@ def test_read_only_inputs_work_and_results_are_new_arrays(name, dtype):
 #: the kernels' arguments that come from the caller's arrays (the others are outputs or buffers)
 KERNEL_INPUTS = {
     "moment_statistic": ["x"],
+    "variance_statistic": ["x"],
     "moment_statistic_lines": ["x"],
     "moment_statistic_short_lines": ["x"],
     "integer_moment_statistic": ["x"],
@@ -180,6 +181,7 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
                 checked.add(name)
     assert checked >= {
         "moment_statistic",
+        "variance_statistic",
         "moment_statistic_short_lines",
         "integer_moment_statistic_paired_lines",
         "frame_norm_partials_flat",

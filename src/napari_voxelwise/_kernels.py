@@ -185,53 +185,70 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
 
 @njit(**_JIT)
 def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
-    """Mean, variance, std, cv or sum along axis 1 of ``x`` (outer, n, inner).
+    """Mean, cv or sum (or variance and std, see `variance_statistic`) along axis 1 of
+    ``x`` (outer, n, inner).
 
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
     the inner axis, up to eight rows at a time (`_add_rows`; the first sample
-    adds 0 but keeps the groups of eight whole). The variance and the std add
-    their last eight rows (all of them when fewer) and finish in one loop
-    (`_add_last_rows`); with eight rows or fewer no sums are stored, and the
-    kernel takes steps of eight tiles (fewer calls: 3% to 7% faster). The mean and the sum need no
+    adds 0 but keeps the groups of eight whole). The mean and the sum need no
     shift and no squares. NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
-    fused = stat == STAT_VAR or stat == STAT_STD
-    rows = max(n - 8, 0) if fused else n  # those that `_add_rows` adds
     tile = _MOMENT_TILE
-    step = tile if rows > 0 else 8 * tile
-    shift = np.zeros(step)
+    shift = np.zeros(tile)
     sums = np.empty(2 * tile)
     total = sums[:tile]
     squares = sums[tile:]
     for o in range(o0, o1):
-        for t0 in range(j0, j1, step):
-            m = min(step, j1 - t0)
-            into = out[o, t0 : t0 + m]
+        for t0 in range(j0, j1, tile):
+            m = min(tile, j1 - t0)
             if shifted:
                 row = x[o, 0, t0 : t0 + m]
                 for j in range(m):
                     shift[j] = row[j]
-            if rows > 0:
-                total[:m] = 0.0
-                squares[:m] = 0.0
-                _add_rows(x, o, 0, rows, t0, m, shift, sums, shifted)
-            if fused:
-                suspect = _add_last_rows(
-                    x, o, rows, t0, m, shift, sums, rows == 0, stat == STAT_STD, n, ddof, into
-                )
-            else:
-                suspect = _finish_tile(stat, shift, total, squares, m, n, ddof, into)
-            if suspect:
+            total[:m] = 0.0
+            squares[:m] = 0.0
+            _add_rows(x, o, 0, n, t0, m, shift, sums, shifted)
+            if _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m]):
                 for j in range(m):
-                    if (
-                        _suspect(np.float64(into[j]), shift[j])  # a var or std is not finite
-                        if fused
-                        else _overflowed(shift[j], total[j], squares[j], n, ddof)
-                    ):
+                    if _overflowed(shift[j], total[j], squares[j], n, ddof):
+                        out[o, t0 + j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
+
+
+@njit(**_JIT)
+def variance_statistic(x, o0, o1, j0, j1, ddof, std, out):
+    """`moment_statistic` for the variance, or if `std` the standard deviation.
+
+    The last eight rows (all of them when fewer) are added and each voxel's result
+    written in one loop (`_add_last_rows`); the rows before go through `_add_rows`.
+    With eight rows or fewer no sums are stored, and the kernel takes steps of
+    eight tiles (fewer calls: 3% to 7% faster). A kernel of its own, so that the
+    mean and the sum (of integers too) do not compile these loops.
+    """
+    n = x.shape[1]
+    stat = STAT_STD if std else STAT_VAR
+    rows = max(n - 8, 0)  # those that `_add_rows` adds
+    tile = _MOMENT_TILE
+    step = tile if rows > 0 else 8 * tile
+    shift = np.zeros(step)
+    sums = np.empty(2 * tile)
+    for o in range(o0, o1):
+        for t0 in range(j0, j1, step):
+            m = min(step, j1 - t0)
+            into = out[o, t0 : t0 + m]
+            row = x[o, 0, t0 : t0 + m]
+            for j in range(m):
+                shift[j] = row[j]
+            if rows > 0:
+                sums[:m] = 0.0
+                sums[tile : tile + m] = 0.0
+                _add_rows(x, o, 0, rows, t0, m, shift, sums, True)
+            if _add_last_rows(x, o, rows, t0, m, shift, sums, rows == 0, std, n, ddof, into):
+                for j in range(m):
+                    if _suspect(np.float64(into[j]), shift[j]):  # not finite: overflow or inf
                         into[j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
 
 

@@ -289,6 +289,9 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                 kernel(frozen(np.ascontiguousarray(lines[c0:c1])), 0, c1 - c0, results[c0:c1])
         elif exact:
             _kernels.integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
+        elif code in (_kernels.STAT_VAR, _kernels.STAT_STD):
+            std = code == _kernels.STAT_STD
+            _kernels.variance_statistic(x3, o0, o1, j0, j1, ddof, std, out2)
         else:
             _kernels.moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
 
