@@ -170,6 +170,7 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
     napari_voxelwise.voxel_variance(data[:, ::2], axis=-1)  # strided short lines: copied
     napari_voxelwise.voxel_variance(data.astype(np.uint16)[:, ::2, :2], axis=-1)  # word pairs
     napari_voxelwise.axis_statistic(data, "max", axis=-1)
+    napari_voxelwise.axis_statistic(data, "mean", axis=0)  # moment_statistic (not var)
     napari_voxelwise.axis_statistic(data, "mean", axis=-1, skipna=True)
     checked = set()
     for name, inputs in KERNEL_INPUTS.items():
