@@ -475,7 +475,7 @@ def test_moments_of_the_last_eight_rows_with_nan_inf_and_huge_values(length, sta
     rng = np.random.default_rng(length)
     stack = rng.standard_normal((length, 8300)).astype(dtype)
     stack[-1, 3] = np.nan  # the last row
-    stack[max(length - 8, 1), 1024] = np.inf  # the first of the last eight rows, second tile
+    stack[max(length - 8, 1), 1024] = np.inf  # the first of the last eight (or row 1), tile 2
     stack[-2, 8191] = -np.inf  # the end of the first step of 8192
     stack[0, 8192] = np.nan  # the shift, the second step
     huge = [17, 8299]

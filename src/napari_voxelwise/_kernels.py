@@ -185,8 +185,8 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
 
 @njit(**_JIT)
 def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
-    """Mean, cv or sum (or variance and std, see `variance_statistic`) along axis 1 of
-    ``x`` (outer, n, inner).
+    """Mean, variance, std, cv or sum along axis 1 of ``x`` (outer, n, inner); the
+    variance and the std go to `variance_statistic` instead, which is faster.
 
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
