@@ -185,8 +185,8 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
 
 @njit(**_JIT)
 def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
-    """Mean, variance, std, cv or sum along axis 1 of ``x`` (outer, n, inner); the
-    variance and the std go to `variance_statistic` instead, which is faster.
+    """Mean, cv or sum along axis 1 of ``x`` (outer, n, inner); the variance and the
+    std have their own kernel, `variance_statistic`.
 
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
@@ -320,10 +320,11 @@ def _overflowed(shift, total, squares, n, ddof):
 
 @njit(**_JIT)
 def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
-    """`_finish_moment` for a tile of ``m`` voxels, one branch-free (vectorised) loop each.
+    """`_finish_moment` for a tile of ``m`` voxels (sum, mean or cv: the variance and the
+    std finish in `_add_last_rows`), one branch-free (vectorised) loop each.
 
     Only for ``n > ddof`` (checked by the caller's argument validation). Returns
-    whether some voxel is `_suspect` (counted in the same loop: a separate
+    whether some cv's variance is `_suspect` (counted in the same loop: a separate
     check, calling a function per voxel, cost the float32 variance 20%).
     """
     if stat == STAT_SUM:
@@ -336,21 +337,10 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
         return False
     inverse_dof = 1.0 / (n - ddof)
     suspects = 0
-    if stat == STAT_VAR:
-        for j in range(m):
-            var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
-            suspects += _suspect(var, shift[j])
-            out[j] = var
-    elif stat == STAT_STD:
-        for j in range(m):
-            var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
-            suspects += _suspect(var, shift[j])
-            out[j] = math.sqrt(var)
-    else:
-        for j in range(m):
-            var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
-            suspects += _suspect(var, shift[j])
-            out[j] = math.sqrt(var) / (shift[j] + total[j] / n)
+    for j in range(m):
+        var = _tile_variance(shift[j], total[j], squares[j], n, inverse_dof)
+        suspects += _suspect(var, shift[j])
+        out[j] = math.sqrt(var) / (shift[j] + total[j] / n)
     return suspects > 0
 
 
