@@ -223,16 +223,20 @@ def variance_statistic(x, o0, o1, j0, j1, ddof, std, out):
     """`moment_statistic` for the variance, or if `std` the standard deviation.
 
     The last eight rows (all of them when fewer) are added and each voxel's result
-    written in one loop (`_add_last_rows`); the rows before go through `_add_rows`.
+    written in one loop (`_add_last_rows`); the rows before go through `_add_rows`,
+    but for row 0 where leaving it out saves a pass: its deviations from the shift
+    are 0 (NaN if inf or NaN, as the rest then are). Stacks of 9 to 11 rows: 3% to
+    15% faster on 512 MiB of float32.
     With eight rows or fewer no sums are stored, and the kernel takes steps of
     eight tiles (fewer calls: 3% to 7% faster). A kernel of its own, so that the
     mean and the sum (of integers too) do not compile these loops.
     """
     n = x.shape[1]
     stat = STAT_STD if std else STAT_VAR
-    rows = max(n - 8, 0)  # those that `_add_rows` adds
+    rows = max(n - 8, 0)  # rows start..rows - 1 go through `_add_rows`
+    start = 1 if rows % 4 else 0  # row 0 adds 0: left out where that saves a pass
     tile = _MOMENT_TILE
-    step = tile if rows > 0 else 8 * tile
+    step = tile if rows > start else 8 * tile
     shift = np.zeros(step)
     sums = np.empty(2 * tile)
     for o in range(o0, o1):
@@ -242,11 +246,11 @@ def variance_statistic(x, o0, o1, j0, j1, ddof, std, out):
             row = x[o, 0, t0 : t0 + m]
             for j in range(m):
                 shift[j] = row[j]
-            if rows > 0:
+            if rows > start:
                 sums[:m] = 0.0
                 sums[tile : tile + m] = 0.0
-                _add_rows(x, o, 0, rows, t0, m, shift, sums, True)
-            if _add_last_rows(x, o, rows, t0, m, shift, sums, rows == 0, std, n, ddof, into):
+                _add_rows(x, o, start, rows, t0, m, shift, sums, True)
+            if _add_last_rows(x, o, rows, t0, m, shift, sums, rows <= start, std, n, ddof, into):
                 for j in range(m):
                     if _suspect(np.float64(into[j]), shift[j]):  # not finite: overflow or inf
                         into[j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
