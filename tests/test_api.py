@@ -133,8 +133,9 @@ def test_read_only_inputs_work_and_results_are_new_arrays(name, dtype):
 
 #: the kernels' arguments that come from the caller's arrays (the others are outputs or buffers)
 KERNEL_INPUTS = {
-    "moment_statistic": ["x"],
+    "sum_statistic": ["x"],
     "variance_statistic": ["x"],
+    "cv_statistic": ["x"],
     "moment_statistic_lines": ["x"],
     "moment_statistic_short_lines": ["x"],
     "integer_moment_statistic": ["x"],
@@ -171,7 +172,8 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
     napari_voxelwise.voxel_variance(data[:, ::2], axis=-1)  # strided short lines: copied
     napari_voxelwise.voxel_variance(data.astype(np.uint16)[:, ::2, :2], axis=-1)  # word pairs
     napari_voxelwise.axis_statistic(data, "max", axis=-1)
-    napari_voxelwise.axis_statistic(data, "mean", axis=0)  # moment_statistic (not var)
+    napari_voxelwise.axis_statistic(data, "mean", axis=0)  # sum_statistic
+    napari_voxelwise.axis_statistic(data, "cv", axis=0)  # cv_statistic
     napari_voxelwise.axis_statistic(data, "mean", axis=-1, skipna=True)
     checked = set()
     for name, inputs in KERNEL_INPUTS.items():
@@ -182,8 +184,9 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
                 assert not signature[parameters.index(argument)].mutable, (name, signature)
                 checked.add(name)
     assert checked >= {
-        "moment_statistic",
+        "sum_statistic",
         "variance_statistic",
+        "cv_statistic",
         "moment_statistic_short_lines",
         "integer_moment_statistic_paired_lines",
         "extremum_short_lines",

@@ -498,6 +498,30 @@ def test_moments_of_the_last_eight_rows_with_nan_inf_and_huge_values(length, sta
     np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result))
 
 
+@pytest.mark.parametrize("length", [3, 8, 11])
+@pytest.mark.parametrize("statistic", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_mean_and_sum_of_the_last_eight_rows(length, statistic, dtype):
+    """The mean and the sum add the last eight rows (all, made up with zeros, when fewer)
+    and finish in one loop: NaN, inf and inf - inf there and in the rows before, across
+    the 1024-voxel tile and the 8192 step; as NumPy's float64 result, rounded."""
+    stack = random_data((length, 8300), dtype, seed=length)
+    if stack.dtype.kind == "f":
+        stack[-1, 3] = np.nan  # the last row
+        stack[0, 1024] = np.inf  # the first row, tile 2
+        stack[-2, 8191] = -np.inf  # the end of the first step of 8192
+        stack[0, 8192] = -np.inf
+        stack[-1, 8192] = np.inf  # inf - inf: NaN
+    with np.errstate(all="ignore"):
+        expected = getattr(np, statistic)(stack.astype(np.float64), axis=0)
+    result = axis_statistic(stack, statistic, axis=0, workers=1)
+    assert result.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(result[np.isinf(expected)], expected[np.isinf(expected)])
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result))
+
+
 @pytest.mark.parametrize("statistic", ["mean", "var", "min", "max"])
 def test_statistics_split_into_tasks_equal_one_task(statistic):
     """A stack big enough for several tasks: the tasks' boundaries do not show."""

@@ -23,7 +23,7 @@ _JIT_REASSOC = {**_JIT, "fastmath": {"reassoc", "contract"}}
 # Fused multiply-adds only (slightly more accurate, and faster).
 _JIT_CONTRACT = {**_JIT, "fastmath": {"contract"}}
 
-# Codes of the statistics computed by `moment_statistic`.
+# Codes of the moment statistics (`_finish_moment`, the line kernels' ``stat``).
 STAT_MEAN, STAT_VAR, STAT_STD, STAT_CV, STAT_SUM = 0, 1, 2, 3, 4
 # Codes of the eigenvalue orders.
 ORDER_DESCENDING, ORDER_ASCENDING, ORDER_ABS = 0, 1, 2
@@ -90,7 +90,7 @@ def _careful_moment(line, stat, ddof):
     return math.sqrt(squares / (n - ddof)) / mean  # cv: the scale cancels
 
 
-#: Voxels per tile of `moment_statistic` (its float64 sums stay in the L1 cache).
+#: Voxels per tile of the moment kernels (their float64 sums stay in the L1 cache).
 _MOMENT_TILE = 1024
 
 
@@ -184,19 +184,19 @@ def _add_rows(x, o, i0, i1, t0, m, shift, sums, with_squares):
 
 
 @njit(**_JIT)
-def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
-    """Mean, cv or sum along axis 1 of ``x`` (outer, n, inner); the variance and the
-    std have their own kernel, `variance_statistic`.
+def cv_statistic(x, o0, o1, j0, j1, ddof, out):
+    """Coefficient of variation (std / mean) along axis 1 of ``x`` (outer, n, inner) into
+    ``out[o, j]``; the other moments have kernels of their own (`sum_statistic`,
+    `variance_statistic`, `integer_moment_statistic`).
 
     Computes ``out[o, j]`` for ``o0 <= o < o1`` and ``j0 <= j < j1`` in one
     read of the data: float64 sums of ``x - x[o, 0, j]`` (shifted by the first
     sample, so the variance formula does not cancel) over cache-sized tiles of
     the inner axis, up to eight rows at a time (`_add_rows`; the first sample
-    adds 0 but keeps the groups of eight whole). The mean and the sum need no
-    shift and no squares. NaN and inf propagate as in NumPy.
+    adds 0 but keeps the groups of eight whole), finished by `_finish_cv`.
+    NaN and inf propagate as in NumPy.
     """
     n = x.shape[1]
-    shifted = stat != STAT_MEAN and stat != STAT_SUM  # a shift would turn inf into NaN
     tile = _MOMENT_TILE
     shift = np.zeros(tile)
     sums = np.empty(2 * tile)
@@ -205,22 +205,21 @@ def moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
     for o in range(o0, o1):
         for t0 in range(j0, j1, tile):
             m = min(tile, j1 - t0)
-            if shifted:
-                row = x[o, 0, t0 : t0 + m]
-                for j in range(m):
-                    shift[j] = row[j]
+            row = x[o, 0, t0 : t0 + m]
+            for j in range(m):
+                shift[j] = row[j]
             total[:m] = 0.0
             squares[:m] = 0.0
-            _add_rows(x, o, 0, n, t0, m, shift, sums, shifted)
-            if _finish_tile(stat, shift, total, squares, m, n, ddof, out[o, t0 : t0 + m]):
+            _add_rows(x, o, 0, n, t0, m, shift, sums, True)
+            if _finish_cv(shift, total, squares, m, n, ddof, out[o, t0 : t0 + m]):
                 for j in range(m):
                     if _overflowed(shift[j], total[j], squares[j], n, ddof):
-                        out[o, t0 + j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
+                        out[o, t0 + j] = _careful_moment(x[o, :, t0 + j], STAT_CV, ddof)
 
 
 @njit(**_JIT)
 def variance_statistic(x, o0, o1, j0, j1, ddof, std, out):
-    """`moment_statistic` for the variance, or if `std` the standard deviation.
+    """`cv_statistic` for the variance, or if `std` the standard deviation.
 
     The last eight rows (all of them when fewer) are added and each voxel's result
     written in one loop (`_add_last_rows`); the rows before go through `_add_rows`,
@@ -256,6 +255,58 @@ def variance_statistic(x, o0, o1, j0, j1, ddof, std, out):
                         into[j] = _careful_moment(x[o, :, t0 + j], stat, ddof)
 
 
+@njit(**_JIT)
+def sum_statistic(x, o0, o1, j0, j1, mean, out):
+    """The sum, or if `mean` the mean, along axis 1 of ``x`` (outer, n, inner) into
+    ``out[o, j]``, in float64 sums.
+
+    As `variance_statistic`: the rows before the last eight go through `_add_rows`,
+    the last eight (all when fewer, the missing ones read from a row of zeros) are
+    added and each voxel's result written in one loop (`_add_last_values`); with
+    eight rows or fewer, in steps of eight tiles.
+    """
+    n = x.shape[1]
+    rows = max(n - 8, 0)  # those that `_add_rows` adds
+    tile = _MOMENT_TILE
+    step = tile if rows > 0 else 8 * tile
+    zeros = np.zeros(step, x.dtype)
+    unused = np.zeros(0)  # `_add_rows`'s shift: not read without squares
+    sums = np.empty(2 * tile)
+    divisor = np.float64(n) if mean else 1.0
+    for o in range(o0, o1):
+        for t0 in range(j0, j1, step):
+            m = min(step, j1 - t0)
+            if rows > 0:
+                sums[:m] = 0.0
+                _add_rows(x, o, 0, rows, t0, m, unused, sums, False)
+            _add_last_values(
+                x, o, rows, t0, m, sums, rows == 0, zeros[:m], divisor, out[o, t0 : t0 + m]
+            )
+
+
+@njit(**_JIT)
+def _add_last_values(x, o, i, t0, m, sums, first, zeros, divisor, out):
+    """Add rows ``i..n - 1`` of ``x[o, :, t0:t0 + m]`` (the last eight, or all when fewer,
+    made up with `zeros`) to ``sums[:m]`` (not read if `first`) and write ``sum / divisor``."""
+    n = x.shape[1]
+    r0 = x[o, i, t0 : t0 + m]
+    r1 = x[o, i + 1, t0 : t0 + m] if i + 1 < n else zeros
+    r2 = x[o, i + 2, t0 : t0 + m] if i + 2 < n else zeros
+    r3 = x[o, i + 3, t0 : t0 + m] if i + 3 < n else zeros
+    r4 = x[o, i + 4, t0 : t0 + m] if i + 4 < n else zeros
+    r5 = x[o, i + 5, t0 : t0 + m] if i + 5 < n else zeros
+    r6 = x[o, i + 6, t0 : t0 + m] if i + 6 < n else zeros
+    r7 = x[o, i + 7, t0 : t0 + m] if i + 7 < n else zeros
+    if first:
+        for j in range(m):
+            total, _ = _eight_values(r0, r1, r2, r3, r4, r5, r6, r7, j)
+            out[j] = total / divisor
+    else:
+        for j in range(m):
+            total, _ = _eight_values(r0, r1, r2, r3, r4, r5, r6, r7, j)
+            out[j] = (sums[j] + total) / divisor
+
+
 @njit(inline="always", **_JIT)
 def _eight_deviations(r0, r1, r2, r3, r4, r5, r6, r7, j, k):
     """Sum and sum of squares of ``r[j] - k`` over eight rows."""
@@ -272,12 +323,13 @@ def _add_last_rows(x, o, i, t0, m, shift, sums, first, std, n, ddof, out):
     to the sums of `_add_rows` and write each voxel's variance, or if `std` its square
     root, to ``out``.
 
-    The sums of these rows stay in registers instead of being stored for
-    `_finish_tile` (512 MiB float32 stacks of eight, kernel alone: var 15%, std
-    29% faster; stacks of five and seven 25% to 35%). Fewer than eight rows are
-    made up with the first row, whose deviations from the shift are 0 (NaN if
-    inf, as they are anyway). If `first`, there are no other rows and ``sums``
-    is not read. Only for ``n > ddof``. Returns whether some voxel is `_suspect`.
+    The sums of these rows stay in registers instead of being stored for a
+    finishing loop such as `_finish_cv` (512 MiB float32 stacks of eight, kernel
+    alone: var 15%, std 29% faster; stacks of five and seven 25% to 35%). Fewer
+    than eight rows are made up with the first row, whose deviations from the
+    shift are 0 (NaN if inf, as they are anyway). If `first`, there are no other
+    rows and ``sums`` is not read. Only for ``n > ddof``. Returns whether some
+    voxel is `_suspect`.
     """
     r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, 0)
     inverse_dof = 1.0 / (n - ddof)
@@ -323,22 +375,15 @@ def _overflowed(shift, total, squares, n, ddof):
 
 
 @njit(**_JIT)
-def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
-    """`_finish_moment` for a tile of ``m`` voxels (sum, mean or cv: the variance and the
-    std finish in `_add_last_rows`), one branch-free (vectorised) loop each.
+def _finish_cv(shift, total, squares, m, n, ddof, out):
+    """`_finish_moment`'s cv for a tile of ``m`` voxels, in one branch-free (vectorised)
+    loop (the variance and the std finish in `_add_last_rows`, the mean and the sum
+    in `_add_last_values`).
 
     Only for ``n > ddof`` (checked by the caller's argument validation). Returns
-    whether some cv's variance is `_suspect` (counted in the same loop: a separate
+    whether some variance is `_suspect` (counted in the same loop: a separate
     check, calling a function per voxel, cost the float32 variance 20%).
     """
-    if stat == STAT_SUM:
-        for j in range(m):
-            out[j] = n * shift[j] + total[j]
-        return False
-    if stat == STAT_MEAN:
-        for j in range(m):
-            out[j] = shift[j] + total[j] / n
-        return False
     inverse_dof = 1.0 / (n - ddof)
     suspects = 0
     for j in range(m):
@@ -350,7 +395,7 @@ def _finish_tile(stat, shift, total, squares, m, n, ddof, out):
 
 @njit(**_JIT_REASSOC)
 def moment_statistic_lines(x, o0, o1, ddof, stat, out):
-    """As `moment_statistic` for a C-contiguous ``x`` of shape (outer, n): ``out[o]`` per line.
+    """A moment statistic (``stat``) of each line of a C-contiguous ``x`` of shape (outer, n).
 
     Each line is read from the flat array (a unit stride LLVM can see) and its
     shifted sums are reassociated, so that LLVM vectorises them over several
@@ -410,7 +455,7 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     2D array's run-time stride LLVM vectorised only for a stride of 1 and ran
     the scalar loop (1.5x slower for float32, 1.7x for uint16). Each line's
     statistic is written as soon as its float64 sums (shifted by its first
-    sample) are: storing a tile of sums for `_finish_tile` to read back had
+    sample) are: storing a tile of sums for a finishing loop to read back had
     cost 6% to 17% on 512 MiB of lines of 5 and 8 float32 values. Per tile of
     `_MOMENT_TILE` lines, those whose variance is not finite although their
     first sample is are redone by `_careful_moment` (see `_suspect`).
@@ -562,7 +607,7 @@ def _finish_exact(stat, totals, squares, shift, m, n, ddof, out):
 
 @njit(**_JIT)
 def integer_moment_statistic(x, o0, o1, j0, j1, ddof, stat, out):
-    """As `moment_statistic` (var, std or cv only) for integers of at most 16 bits, exactly.
+    """The variance, std or cv along axis 1 of ``x`` for integers of at most 16 bits, exactly.
 
     ``x`` is (outer, n, inner) with ``n <= EXACT_INTEGER_LINES``. The variance
     and the std of up to `EXACT_FLOAT_LINES` rows finish in the loop over the
@@ -698,7 +743,8 @@ def integer_moment_statistic_paired_lines(words, lanes, flip, o0, o1, ddof, stat
 
 @njit(**_JIT)
 def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
-    """As `moment_statistic`, leaving NaNs out (two passes per line, any inner size).
+    """A moment statistic (``stat``) along axis 1 of ``x`` (outer, n, inner), leaving NaNs
+    out (two passes per line, any inner size).
 
     A line without a valid value gives NaN (0 for the sum).
     """

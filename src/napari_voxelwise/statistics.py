@@ -304,11 +304,14 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             _reduce_lines(kernel, x3, o0, o1, out2)
         elif exact:
             _kernels.integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
+        elif code in (_kernels.STAT_MEAN, _kernels.STAT_SUM):
+            mean = code == _kernels.STAT_MEAN
+            _kernels.sum_statistic(x3, o0, o1, j0, j1, mean, out2)
         elif code in (_kernels.STAT_VAR, _kernels.STAT_STD):
             std = code == _kernels.STAT_STD
             _kernels.variance_statistic(x3, o0, o1, j0, j1, ddof, std, out2)
         else:
-            _kernels.moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
+            _kernels.cv_statistic(x3, o0, o1, j0, j1, ddof, out2)
 
     return reduce_moments
 
