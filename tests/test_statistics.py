@@ -329,19 +329,27 @@ def test_frame_norms_max_sees_every_value(dtype, workers):
 
 @pytest.mark.parametrize(
     ("shape", "axis"),
-    [((7, 5, 100), -1), ((7, 5, 128), -1), ((7, 5, 300), -1), ((2, 5, 130, 130), 1)],
+    [
+        ((7, 5, 100), -1),
+        ((7, 5, 128), -1),
+        ((7, 5, 300), -1),
+        ((2, 5, 130, 130), 1),
+        ((2, 11, 40, 50), 1),
+        ((2, 17, 30, 40), 1),
+    ],
 )
 @pytest.mark.parametrize("statistic", ["min", "max"])
 @pytest.mark.parametrize("skipna", [False, True])
 def test_extrema_on_numpy_and_kernel_paths(shape, axis, statistic, skipna, workers):
-    """Float lines from 128 on and rows from 16384 on go to NumPy's reductions, the rest
-    to our kernels: the same NaN rules either way (NaN wins, or only where all is NaN)."""
+    """Float lines from 128 on go to NumPy's reductions, the rest to our kernels (rows:
+    eight at a time, the last group made up with its first row; eight or fewer in steps
+    of 8192 voxels): the same NaN rules either way (NaN wins, or only where all is NaN)."""
     stack = random_data(shape, np.float32, seed=12)
     if len(shape) == 3:  # lines along the last axis: one NaN, one line all NaN
         stack[1, 2, 50] = np.nan
         stack[1, 4, :] = np.nan
-    else:  # rows: one NaN, one voxel all NaN along axis 1
-        stack[1, 2, 50, 60] = np.nan
+    else:  # rows: one NaN (in the last group), one voxel all NaN along axis 1
+        stack[1, -2, 20, 25] = np.nan
         stack[1, :, 3, 4] = np.nan
     reference = getattr(np, ("nan" if skipna else "") + statistic)
     for view in (stack, np.flip(stack, axis=-1)):  # contiguous and strided

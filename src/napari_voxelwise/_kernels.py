@@ -773,56 +773,56 @@ def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
             out[o, j] = _finish_moment(stat, mean, deviation, squares, count, ddof)
 
 
-@njit(**_JIT)
-def _extremum_rows(x, o, i0, i1, t0, m, best, want_max, skipna):
-    """Merge rows ``i0 <= i < i1`` of ``x[o, :, t0:t0 + m]`` into ``best`` (min or max).
+@njit(inline="always", **_JIT)
+def _pick(v, b, want_max, skipna):
+    """``v`` if it beats ``b`` for the minimum (or if `want_max` the maximum), else ``b``:
+    NaN wins (``np.minimum``) unless `skipna`, where any value beats NaN (``np.fmin``)."""
+    better = v > b if want_max else v < b
+    return v if (better or (b != b if skipna else v != v)) else b
 
-    One branch-free (vectorised) loop per variant. NaN wins (``np.minimum``)
-    unless `skipna`, where a NaN is replaced by any value (``np.fmin``).
-    """
-    for i in range(i0, i1):
-        row = x[o, i, t0 : t0 + m]
-        if want_max and skipna:
-            for j in range(m):
-                v = row[j]
-                b = best[j]
-                best[j] = v if (v > b or b != b) else b
-        elif want_max:
-            for j in range(m):
-                v = row[j]
-                b = best[j]
-                best[j] = v if (v > b or v != v) else b
-        elif skipna:
-            for j in range(m):
-                v = row[j]
-                b = best[j]
-                best[j] = v if (v < b or b != b) else b
-        else:
-            for j in range(m):
-                v = row[j]
-                b = best[j]
-                best[j] = v if (v < b or v != v) else b
+
+@njit(inline="always", **_JIT)
+def _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, want_max, skipna):
+    """``best[j]`` = the min or max (`_pick`) of ``r[j]`` over eight rows and, unless
+    `first`, of ``best[j]``; called with constant flags: one branch-free loop each."""
+    for j in range(best.shape[0]):
+        b = _pick(r1[j], r0[j], want_max, skipna)
+        b = _pick(r2[j], b, want_max, skipna)
+        b = _pick(r3[j], b, want_max, skipna)
+        b = _pick(r4[j], b, want_max, skipna)
+        b = _pick(r5[j], b, want_max, skipna)
+        b = _pick(r6[j], b, want_max, skipna)
+        b = _pick(r7[j], b, want_max, skipna)
+        best[j] = b if first else _pick(b, best[j], want_max, skipna)
 
 
 @njit(**_JIT)
 def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
     """Minimum or maximum along axis 1 of ``x`` (outer, n, inner) into ``out[o, j]``.
 
-    Over tiles of `_MOMENT_TILE` voxels of the inner axis, merged into the
-    output row in the cache; the result keeps the input dtype. NaN as in
-    ``np.min`` / ``np.max`` (or ``np.nanmin`` / ``np.nanmax`` with `skipna`).
-    Used for integers and for float rows shorter than 16384; longer float rows go
-    to NumPy's reduction, faster there (see ``statistics._NUMPY_EXTREMUM_ROWS``).
+    Over tiles of `_MOMENT_TILE` voxels of the inner axis (eight tiles when n <= 8),
+    eight rows at a time merged into the output row in the cache (the last group
+    made up with its first row again: min(a, a) = a); the result keeps the input
+    dtype. NaN as in ``np.min`` / ``np.max`` (or ``np.nanmin`` / ``np.nanmax`` with
+    `skipna`).
     """
     n = x.shape[1]
+    step = 8 * _MOMENT_TILE if n <= 8 else _MOMENT_TILE
     for o in range(o0, o1):
-        for t0 in range(j0, j1, _MOMENT_TILE):
-            m = min(_MOMENT_TILE, j1 - t0)
+        for t0 in range(j0, j1, step):
+            m = min(step, j1 - t0)
             best = out[o, t0 : t0 + m]
-            first = x[o, 0, t0 : t0 + m]
-            for j in range(m):
-                best[j] = first[j]
-            _extremum_rows(x, o, 1, n, t0, m, best, want_max, skipna)
+            for i in range(0, n, 8):
+                r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, i)
+                first = i == 0
+                if want_max and skipna:
+                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, True, True)
+                elif want_max:
+                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, True, False)
+                elif skipna:
+                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, False, True)
+                else:
+                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, False, False)
 
 
 @njit(inline="always", **_JIT)
@@ -832,10 +832,7 @@ def _extrema_of_short_lines(lines, n, out, want_max, skipna):
     for j in range(out.shape[0]):
         best = lines[j * n]
         for i in range(1, n):
-            v = lines[j * n + i]
-            better = v > best if want_max else v < best
-            if better or (best != best if skipna else v != v):
-                best = v
+            best = _pick(lines[j * n + i], best, want_max, skipna)
         out[j] = best
 
 

@@ -195,11 +195,6 @@ def _task_bytes(nbytes: int, statistic: str = "") -> int:
 #: Shortest line whose minimum or maximum NumPy's own reduction takes (vectorised along
 #: a line, it beats our loop from lines of about 128 on; 2x to 10x slower below 64).
 _NUMPY_EXTREMUM_LINES = 128
-#: Along other axes, the shortest row (product of the axes after the reduced one) from
-#: which NumPy's reduction takes float minima and maxima: its NaN-propagating maximum
-#: beat our kernel by 10% to 25% on rows of 16384 or more (A/B, three runs each), and
-#: lost on rows of 512; for integers our kernel stayed 5% to 10% ahead.
-_NUMPY_EXTREMUM_ROWS = 16384
 
 #: Bytes of lines copied at a time when they are not contiguous (a cache-sized block).
 _COPIED_BYTES = 2**20
@@ -241,9 +236,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
 
         def reduce_extremum(x3, o0, o1, j0, j1, out2):
             n, inner = x3.shape[1], x3.shape[2]
-            if (inner == 1 and n >= _NUMPY_EXTREMUM_LINES) or (
-                x3.dtype.kind == "f" and inner >= _NUMPY_EXTREMUM_ROWS
-            ):  # NumPy's reduction of the task's box, on our threads
+            if inner == 1 and n >= _NUMPY_EXTREMUM_LINES:  # NumPy's reduction, our threads
                 ufunc.reduce(x3[o0:o1, :, j0:j1], axis=1, out=out2[o0:o1, j0:j1])
             elif inner == 1 and n <= _kernels.SHORT_LINES:  # one kernel per line length
 
