@@ -242,6 +242,31 @@ def test_statistic_skipna_matches_nan_functions(statistic):
     np.testing.assert_allclose(result, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std", "cv"])
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_skipna_moments_along_other_axes(statistic, axis, dtype, workers):
+    """Along a first and a middle axis (tiles of voxels, two passes each): NaN anywhere,
+    voxels with no valid value or one (ddof=1), inf and -inf, across the 1024-voxel tile,
+    a large offset (no cancellation), non-contiguous views."""
+    stack = random_data((9, 5, 2050), dtype, seed=13) + 1000  # cv: no zero mean
+    rng = np.random.default_rng(13)
+    stack[rng.random(stack.shape) < 0.2] = np.nan
+    stack[:, :, 7] = np.nan  # no valid value along either axis
+    stack[1:, 0, 8] = np.nan  # one valid value along axis 0: NaN with ddof=1
+    stack[2, 3, 1024] = np.inf  # the second tile
+    stack[4, 1, 1500] = -np.inf
+    for view in (stack, stack[::-1, :, ::2]):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NumPy's "Degrees of freedom <= 0" and others
+            expected = _reference(view, statistic, axis, ddof=1, skipna=True)
+        result = axis_statistic(view, statistic, axis=axis, ddof=1, skipna=True, workers=workers)
+        np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result) * 3)
+
+
 @pytest.mark.parametrize("statistic", STATISTICS)
 def test_statistic_nan_propagates(statistic):
     stack = random_data((3, 4, 6), np.float32, seed=6)
