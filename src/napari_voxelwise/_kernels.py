@@ -750,8 +750,9 @@ def moment_statistic_skipna(x, o0, o1, j0, j1, ddof, stat, out):
     and the sum) the sums of their deviations from that mean and of their
     squares, which `_finish_moment` turns into the variance without cancellation.
     Over tiles of the inner axis (rows a vectorised loop each; the second pass
-    reads the tile from the cache: 3x to 5x faster than voxel by voxel on
-    (8, 128, 256, 256) float32 with 5% NaN), or line by line when ``inner == 1``.
+    reads the tile from the cache; on 256 MiB of float32 with 5% NaN, the mean
+    3.8x to 5.5x and the variance 2.5x to 3.4x faster than voxel by voxel), or
+    line by line when ``inner == 1``.
     """
     n = x.shape[1]
     if x.shape[2] == 1:
