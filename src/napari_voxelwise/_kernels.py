@@ -106,6 +106,19 @@ def _four_rows(x, o, i, t0, m):
 
 
 @njit(**_JIT)
+def _four_last_rows(x, o, i, t0, m, filler):
+    """Rows ``i..i + 3`` of ``x[o, :, t0:t0 + m]``, those past the last replaced by row
+    `filler` (views indexed from 0, which LLVM vectorises)."""
+    n = x.shape[1]
+    return (
+        x[o, i, t0 : t0 + m],
+        x[o, i + 1 if i + 1 < n else filler, t0 : t0 + m],
+        x[o, i + 2 if i + 2 < n else filler, t0 : t0 + m],
+        x[o, i + 3 if i + 3 < n else filler, t0 : t0 + m],
+    )
+
+
+@njit(**_JIT)
 def _eight_last_rows(x, o, i, t0, m, filler):
     """Rows ``i..i + 7`` of ``x[o, :, t0:t0 + m]``, those past the last replaced by row
     `filler` (views indexed from 0, which LLVM vectorises)."""
@@ -848,15 +861,38 @@ def _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, want_max, ski
         best[j] = b if first else _pick(b, best[j], want_max, skipna)
 
 
+@njit(inline="always", **_JIT)
+def _merge_four_rows(r0, r1, r2, r3, best, first, want_max, skipna):
+    """`_merge_eight_rows` of four rows (a last group of four rows or fewer)."""
+    for j in range(best.shape[0]):
+        b = _pick(r1[j], r0[j], want_max, skipna)
+        b = _pick(r2[j], b, want_max, skipna)
+        b = _pick(r3[j], b, want_max, skipna)
+        best[j] = b if first else _pick(b, best[j], want_max, skipna)
+
+
+@njit(**_JIT)
+def _merge_rows(x, o, i, t0, m, best, want_max, skipna):
+    """Merge rows ``i..i + 7`` of ``x[o, :, t0:t0 + m]`` (those that exist) into ``best``
+    (set if ``i == 0``): eight at a time, or four when four or fewer are left, a group
+    made up with its first row again (min(a, a) = a). One call per constant variant."""
+    first = i == 0
+    if i + 4 < x.shape[1]:
+        r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, i)
+        _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, want_max, skipna)
+    else:
+        r0, r1, r2, r3 = _four_last_rows(x, o, i, t0, m, i)
+        _merge_four_rows(r0, r1, r2, r3, best, first, want_max, skipna)
+
+
 @njit(**_JIT)
 def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
     """Minimum or maximum along axis 1 of ``x`` (outer, n, inner) into ``out[o, j]``.
 
     Over tiles of `_MOMENT_TILE` voxels of the inner axis (eight tiles when n <= 8),
-    eight rows at a time merged into the output row in the cache (the last group
-    made up with its first row again: min(a, a) = a); the result keeps the input
-    dtype. NaN as in ``np.min`` / ``np.max`` (or ``np.nanmin`` / ``np.nanmax`` with
-    `skipna`).
+    eight rows at a time merged into the output row in the cache (`_merge_rows`);
+    the result keeps the input dtype. NaN as in ``np.min`` / ``np.max`` (or
+    ``np.nanmin`` / ``np.nanmax`` with `skipna`).
     """
     n = x.shape[1]
     step = 8 * _MOMENT_TILE if n <= 8 else _MOMENT_TILE
@@ -865,16 +901,14 @@ def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
             m = min(step, j1 - t0)
             best = out[o, t0 : t0 + m]
             for i in range(0, n, 8):
-                r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, i)
-                first = i == 0
                 if want_max and skipna:
-                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, True, True)
+                    _merge_rows(x, o, i, t0, m, best, True, True)
                 elif want_max:
-                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, True, False)
+                    _merge_rows(x, o, i, t0, m, best, True, False)
                 elif skipna:
-                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, False, True)
+                    _merge_rows(x, o, i, t0, m, best, False, True)
                 else:
-                    _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, False, False)
+                    _merge_rows(x, o, i, t0, m, best, False, False)
 
 
 @njit(inline="always", **_JIT)
