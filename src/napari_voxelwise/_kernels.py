@@ -232,7 +232,9 @@ def cv_statistic(x, o0, o1, j0, j1, ddof, out):
 
 @njit(**_JIT)
 def variance_statistic(x, o0, o1, j0, j1, ddof, std, out):
-    """`cv_statistic` for the variance, or if `std` the standard deviation.
+    """The variance, or if `std` the standard deviation, along axis 1 of ``x`` (outer, n,
+    inner) into ``out[o, j]``, from float64 sums shifted by the first sample (as in
+    `cv_statistic`).
 
     The last eight rows (all of them when fewer) are added and each voxel's result
     written in one loop (`_add_last_rows`); the rows before go through `_add_rows`,
