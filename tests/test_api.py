@@ -145,6 +145,7 @@ KERNEL_INPUTS = {
     "extremum_statistic": ["x"],
     "extremum_lines": ["x"],
     "extremum_short_lines": ["x"],
+    "median_statistic": ["x", "first", "second"],
     "frame_norm_partials": ["x"],
     "frame_norm_partials_flat": ["flat"],
     "group_sums": ["src"],
@@ -174,6 +175,7 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
     napari_voxelwise.axis_statistic(data, "max", axis=-1)
     napari_voxelwise.axis_statistic(data, "mean", axis=0)  # sum_statistic
     napari_voxelwise.axis_statistic(data, "cv", axis=0)  # cv_statistic
+    napari_voxelwise.axis_statistic(data, "median", axis=0)  # median_statistic
     napari_voxelwise.axis_statistic(data, "mean", axis=-1, skipna=True)
     checked = set()
     for name, inputs in KERNEL_INPUTS.items():
@@ -190,6 +192,7 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
         "moment_statistic_short_lines",
         "integer_moment_statistic_paired_lines",
         "extremum_short_lines",
+        "median_statistic",
         "frame_norm_partials_flat",
         "block_density",
         "window_sums",

@@ -779,3 +779,60 @@ def test_min_max_of_short_lines_along_the_last_axis(length, dtype):
                 result = axis_statistic(view, statistic, axis=-1, skipna=skipna, workers=1)
                 assert result.dtype == view.dtype
                 np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_median_matches_numpy(length, axis):
+    """Up to 64 values a sorting network across a tile of voxels (lines along the last
+    axis transposed into it; 65 takes NumPy's median): NaN propagates, inf and -inf sort,
+    even lengths average the two middle values; C-contiguous and strided views."""
+    shape = [3, 4, 300]
+    shape[axis] = length
+    stack = random_data(tuple(shape), np.float32, seed=length)
+    moved = np.moveaxis(stack, axis, 0)  # a view: writes land in `stack`
+    moved[length // 2, 0, 0] = np.nan
+    moved[:, 1, 1] = np.inf
+    moved[0, 1, 2] = -np.inf
+    moved[length - 1, 2, 3] = np.inf
+    for view in (stack, np.flip(stack, axis=axis)):
+        with np.errstate(invalid="ignore"):
+            expected = np.median(view.astype(np.float64), axis=axis)
+        result = axis_statistic(view, "median", axis=axis, workers=1)
+        assert result.dtype == np.float32
+        np.testing.assert_array_equal(result, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 8, 13, 64, 65])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_nan_median_matches_numpy(length, axis):
+    """`skipna`: the median of the valid values (the full network, the middle of each
+    voxel's count picked row by row); NaN where none is valid, no warning. Values that
+    are small integers too (which a row index must not be mistaken for)."""
+    shape = [length, 5, 260] if axis == 0 else [5, 260, length]
+    rng = np.random.default_rng(length)
+    for stack in (
+        random_data(tuple(shape), np.float64, seed=length),
+        rng.integers(0, length + 1, shape).astype(np.float64),
+    ):
+        moved = np.moveaxis(stack, axis, 0)
+        moved[rng.random(moved.shape) < 0.3] = np.nan
+        moved[:, 0, 0] = np.nan  # none valid
+        moved[1:, 0, 1] = np.nan  # one valid
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # np.nanmedian's "All-NaN slice"
+            expected = np.nanmedian(stack, axis=axis)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # ours warns not
+            result = axis_statistic(stack, "median", axis=axis, skipna=True, workers=1)
+        np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.uint16, np.int32, np.int64])
+def test_median_of_integers(dtype):
+    """Integers as float64 values (the median of an even count halfway between two)."""
+    stack = random_data((6, 7, 300), dtype, seed=3)
+    for axis in (0, -1):
+        expected = np.median(stack, axis=axis)
+        result = axis_statistic(stack, "median", axis=axis, workers=2)
+        np.testing.assert_array_equal(result, expected.astype(np.float32))

@@ -187,7 +187,8 @@ def _task_bytes(nbytes: int, statistic: str = "") -> int:
     """Work size to cut into tasks: the streaming kernels read ~10 GB/s per core, so a
     task of TASK_BYTES would take well under a millisecond and the pool's overhead per
     task (tens of microseconds) would show; count their bytes as a quarter (tasks of
-    ~16 MiB, a few milliseconds). The median sorts and keeps the default size.
+    ~16 MiB, a few milliseconds). The median (a sorting network, or NumPy's sort beyond
+    64 values) keeps the default size.
     """
     return nbytes if statistic == "median" else nbytes // 4
 
@@ -220,8 +221,15 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
     if statistic == "median":
         func = _nan_median if skipna else np.median
 
+        from . import _kernels
+
         def reduce_median(x3, o0, o1, j0, j1, out2):
-            out2[o0:o1, j0:j1] = func(x3[o0:o1, :, j0:j1], axis=1)
+            n = x3.shape[1]
+            if n > _kernels.MEDIAN_NETWORK_ROWS:
+                out2[o0:o1, j0:j1] = func(x3[o0:o1, :, j0:j1], axis=1)
+                return
+            first, second = _kernels.median_network(n, skipna)
+            _kernels.median_statistic(x3, o0, o1, j0, j1, first, second, skipna, out2)
 
         return reduce_median
 

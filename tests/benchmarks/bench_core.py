@@ -183,7 +183,7 @@ def statistic_cases(scale: float) -> list[Case]:
     first = rng.random((8, n, n, n), dtype=np.float32)
     last = np.ascontiguousarray(np.moveaxis(first, 0, -1))
     cases = []
-    for statistic in ("mean", "std", "min", "max"):
+    for statistic in ("mean", "std", "min", "max", "median"):
         for stack, axis in ((first, 0), (last, -1)):
             cases.append(
                 Case(
