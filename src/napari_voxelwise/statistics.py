@@ -229,7 +229,9 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                 out2[o0:o1, j0:j1] = func(x3[o0:o1, :, j0:j1], axis=1)
                 return
             first, second = _kernels.median_network(n, skipna)
-            _kernels.median_statistic(x3, o0, o1, j0, j1, first, second, skipna, out2)
+            exact = np.float32 if x3.dtype.itemsize <= 2 or x3.dtype == np.float32 else np.float64
+            rows = np.empty((n, _kernels.MEDIAN_TILE), exact)  # values exact in this dtype
+            _kernels.median_statistic(x3, o0, o1, j0, j1, first, second, skipna, rows, out2)
 
         return reduce_median
 
