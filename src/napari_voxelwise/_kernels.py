@@ -1079,9 +1079,10 @@ def median_statistic(x, o0, o1, j0, j1, first, second, skipna, rows, out):
     network of `median_network` (``first``, ``second``: the full network with
     `skipna`, else the part the median needs), one vectorised loop over the tile
     per compare-exchange (`_median_of_rows`). Against ``np.median`` of the same boxes
-    (the code before), on 256 MiB: float32 along axis 0 / the last axis 14x / 12x
-    faster (8 rows: 804 -> 45 to 58 ms, 746 -> 51 to 63 ms), uint16 17x, 40 rows 7x;
-    the NaN-skipping median 7x (466 -> 63 ms, ``np.nanmedian`` 2.5 to 2.9 s).
+    (the code before), on 256 MiB: float32 along axis 0 / the last axis 14x to 21x /
+    12x to 15x faster (8 rows: 804 -> 38 to 58 ms, 746 -> 47 to 63 ms), uint16 17x,
+    40 rows 7x to 13x; the NaN-skipping median 7x (466 -> 63 ms; ``np.nanmedian`` 2.5
+    to 3.2 s).
     """
     n = x.shape[1]
     if x.shape[2] == 1:  # lines: a tile of lines, transposed into the rows
