@@ -107,19 +107,6 @@ def _four_rows(x, o, i, t0, m):
 
 
 @njit(**_JIT)
-def _four_last_rows(x, o, i, t0, m, filler):
-    """Rows ``i..i + 3`` of ``x[o, :, t0:t0 + m]``, those past the last replaced by row
-    `filler` (views indexed from 0, which LLVM vectorises)."""
-    n = x.shape[1]
-    return (
-        x[o, i, t0 : t0 + m],
-        x[o, i + 1 if i + 1 < n else filler, t0 : t0 + m],
-        x[o, i + 2 if i + 2 < n else filler, t0 : t0 + m],
-        x[o, i + 3 if i + 3 < n else filler, t0 : t0 + m],
-    )
-
-
-@njit(**_JIT)
 def _eight_last_rows(x, o, i, t0, m, filler):
     """Rows ``i..i + 7`` of ``x[o, :, t0:t0 + m]``, those past the last replaced by row
     `filler` (views indexed from 0, which LLVM vectorises)."""
@@ -884,7 +871,7 @@ def _merge_rows(x, o, i, t0, m, best, want_max, skipna):
         r0, r1, r2, r3, r4, r5, r6, r7 = _eight_last_rows(x, o, i, t0, m, i)
         _merge_eight_rows(r0, r1, r2, r3, r4, r5, r6, r7, best, first, want_max, skipna)
     else:
-        r0, r1, r2, r3 = _four_last_rows(x, o, i, t0, m, i)
+        r0, r1, r2, r3, _, _, _, _ = _eight_last_rows(x, o, i, t0, m, i)
         _merge_four_rows(r0, r1, r2, r3, best, first, want_max, skipna)
 
 
