@@ -267,6 +267,26 @@ def test_skipna_moments_along_other_axes(statistic, axis, dtype, workers):
         np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result) * 3)
 
 
+@pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std", "cv"])
+@pytest.mark.parametrize("length", [1, 9, 64, 65])
+def test_skipna_moments_along_the_last_axis(statistic, length):
+    """Lines of up to 64 values copied into tiles of 1024 transposed (2200 lines: three
+    tiles), longer lines one by one: NaN anywhere, lines with no or one valid value."""
+    stack = random_data((1100, 2, length), np.float32, seed=length) + 1000
+    rng = np.random.default_rng(length)
+    stack[rng.random(stack.shape) < 0.2] = np.nan
+    stack[3, 0, :] = np.nan  # no valid value
+    stack[1050, 1, 1:] = np.nan  # one valid value: NaN with ddof=1
+    ddof = 1 if length > 1 else 0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = _reference(stack, statistic, -1, ddof=ddof, skipna=True)
+    result = axis_statistic(stack, statistic, axis=-1, ddof=ddof, skipna=True, workers=2)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result) * 3)
+
+
 @pytest.mark.parametrize("statistic", STATISTICS)
 def test_statistic_nan_propagates(statistic):
     stack = random_data((3, 4, 6), np.float32, seed=6)
