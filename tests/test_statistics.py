@@ -801,12 +801,15 @@ def test_min_max_of_short_lines_along_the_last_axis(length, dtype):
                 np.testing.assert_array_equal(result, expected)
 
 
-@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65])
+@pytest.mark.parametrize(
+    "length", [1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65, 100, 1500, 4096, 4097]
+)
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_median_matches_numpy(length, axis):
-    """Up to 64 values a sorting network across a tile of voxels (lines along the last
-    axis transposed into it; 65 takes NumPy's median): NaN propagates, inf and -inf sort,
-    even lengths average the two middle values; C-contiguous and strided views."""
+    """Up to 4096 values a sorting network across a tile of voxels (lines along the last
+    axis transposed into it; tiles of 256, 128 (1500 float32 rows) and 64 voxels (4096);
+    4097 takes NumPy's median): NaN propagates, inf and -inf sort, even lengths average
+    the two middle values; C-contiguous and strided views."""
     shape = [3, 4, 300]
     shape[axis] = length
     stack = random_data(tuple(shape), np.float32, seed=length)
@@ -824,7 +827,7 @@ def test_median_matches_numpy(length, axis):
         np.testing.assert_array_equal(result, expected.astype(np.float32))
 
 
-@pytest.mark.parametrize("length", [1, 2, 5, 8, 13, 64, 65])
+@pytest.mark.parametrize("length", [1, 2, 5, 8, 13, 64, 65, 700, 4097])
 @pytest.mark.parametrize("axis", [0, -1])
 def test_nan_median_matches_numpy(length, axis):
     """`skipna`: the median of the valid values (the full network, the middle of each

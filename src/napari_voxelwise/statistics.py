@@ -187,8 +187,8 @@ def _task_bytes(nbytes: int, statistic: str = "") -> int:
     """Work size to cut into tasks: the streaming kernels read ~10 GB/s per core, so a
     task of TASK_BYTES would take well under a millisecond and the pool's overhead per
     task (tens of microseconds) would show; count their bytes as a quarter (tasks of
-    ~16 MiB, a few milliseconds). The median (a sorting network, or NumPy's sort beyond
-    64 values) keeps the default size.
+    ~16 MiB, a few milliseconds). The median (a sorting network, or NumPy's selection
+    beyond `_kernels.MEDIAN_NETWORK_ROWS` values) keeps the default size.
     """
     return nbytes if statistic == "median" else nbytes // 4
 
@@ -230,7 +230,8 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
                 return
             first, second = _kernels.median_network(n, skipna)
             exact = np.float32 if x3.dtype.itemsize <= 2 or x3.dtype == np.float32 else np.float64
-            rows = np.empty((n, _kernels.MEDIAN_TILE), exact)  # values exact in this dtype
+            tile = _kernels.median_tile(n, np.dtype(exact).itemsize)
+            rows = np.empty((n, tile), exact)  # values exact in this dtype
             _kernels.median_statistic(x3, o0, o1, j0, j1, first, second, skipna, rows, out2)
 
         return reduce_median

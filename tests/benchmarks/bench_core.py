@@ -212,6 +212,18 @@ def statistic_cases(scale: float) -> list[Case]:
                 targets=[(">= 2x numpy", lambda row, peers: row.speed_vs_peer >= 2)],
             )
         )
+    # a temporal median (a background estimate): 200 frames, the sorting network of 200
+    series = rng.random((200, int(256 * scale), int(512 * scale)), dtype=np.float32)
+    cases.append(
+        Case(
+            name=f"axis_statistic median float32 {series.shape} axis 0",
+            input_bytes=series.nbytes,
+            ours=lambda: vw.axis_statistic(series, "median", axis=0),
+            peers={"np.median": lambda: np.median(series, axis=0)},
+            floor=read_seconds(series.nbytes),
+            targets=[(">= 2x numpy", lambda row, peers: row.speed_vs_peer >= 2)],
+        )
+    )
     return cases
 
 
