@@ -852,6 +852,27 @@ def test_nan_median_matches_numpy(length, axis):
         np.testing.assert_array_equal(result, expected)
 
 
+@pytest.mark.parametrize("length", [2, 3, 8, 9, 100, 101])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_median_for_every_count_of_nans(length, dtype):
+    """Voxel ``j`` holds ``j % (length + 1)`` NaNs at random rows (each count, odd and even,
+    from none to all), next to values of -inf and +inf, which sort with the NaNs'
+    stand-ins (+inf, -inf, ... in turn): the median of the valid values all the same."""
+    rng = np.random.default_rng(length)
+    voxels = 3 * (length + 1) + 7
+    stack = random_data((length, voxels), dtype, seed=length)
+    stack[rng.random(stack.shape) < 0.1] = -np.inf
+    stack[rng.random(stack.shape) < 0.1] = np.inf
+    for j in range(voxels):
+        stack[rng.permutation(length)[: j % (length + 1)], j] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # np.nanmedian's "All-NaN slice"
+        expected = np.nanmedian(stack.astype(np.float64), axis=0).astype(dtype)
+    for view, axis in ((stack, 0), (np.ascontiguousarray(stack.T), -1)):
+        result = axis_statistic(view, "median", axis=axis, skipna=True, workers=1)
+        np.testing.assert_array_equal(result, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.uint16, np.int32, np.int64])
 def test_median_of_integers(dtype):
     """Integers as float64 values (the median of an even count halfway between two)."""

@@ -228,7 +228,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             if n > _kernels.MEDIAN_NETWORK_ROWS:
                 out2[o0:o1, j0:j1] = func(x3[o0:o1, :, j0:j1], axis=1)
                 return
-            first, second = _kernels.median_network(n, skipna)
+            first, second = _kernels.median_network(n)
             exact = np.float32 if x3.dtype.itemsize <= 2 or x3.dtype == np.float32 else np.float64
             tile = _kernels.median_tile(n, np.dtype(exact).itemsize)
             rows = np.empty((n, tile), exact)  # values exact in this dtype
