@@ -687,25 +687,57 @@ def test_moments_of_many_strided_short_lines_copied_in_parts():
 
 
 @pytest.mark.parametrize("statistic", ["mean", "sum", "var", "std"])
-def test_short_lines_with_nan_inf_and_huge_values(statistic):
-    stack = random_data((3000, 8), np.float64, seed=3)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_lines_with_nan_inf_and_huge_values(statistic, dtype):
+    """NaN and inf anywhere, and squares that overflow the arithmetic (float64; float32
+    for the variance of float32 lines) redone in float64."""
+    stack = random_data((3000, 8), dtype, seed=3)
     stack[0, 0] = np.nan  # the first sample (the shift)
     stack[5, 7] = np.nan  # the last sample
     stack[1024, 3] = np.inf  # first line of the second tile
     stack[2047, 0] = -np.inf  # first sample, last line of the second tile
+    stack[2048, 0] = np.inf  # inf first, finite values after it
     stack[2999, 2] = np.inf
     stack[2999, 4] = -np.inf
-    stack[100] = [1e200, -1e200, 3e199, 0, 1, 2, 3, 4]  # squares overflow: the careful path
-    stack[101, 1:] = 1e300  # first sample small, the others huge
+    if dtype == np.float64:
+        stack[100] = [1e200, -1e200, 3e199, 0, 1, 2, 3, 4]  # squares overflow: the careful path
+        stack[101, 1:] = 1e300  # first sample small, the others huge
+    else:
+        stack[100] = [1e30, -1e30, 3e29, 0, 1, 2, 3, 4]  # float32 var overflows, the std not
+        stack[101, 1:] = 4e37
+        stack[102] = [1e19, -1e19] * 4  # float32 squares overflow, the variance (1e38) not
     with np.errstate(all="ignore"):
         expected = _reference(stack, statistic, -1)
-    if statistic == "std":  # finite although NumPy's squares overflow: compare scaled
-        expected[100:102] = np.std(stack[100:102] / 1e200, axis=-1) * 1e200
+        if statistic == "std" and dtype == np.float64:  # NumPy's squares overflow: scale
+            expected[100:102] = np.std(stack[100:102] / 1e200, axis=-1) * 1e200
+        expected = expected.astype(dtype)  # inf where the result overflows float32
     result = axis_statistic(stack, statistic, axis=-1, workers=1)
     np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
     np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
     finite = np.isfinite(expected)
-    np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-12)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=float_rtol(result))
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 8, 16])
+def test_float32_short_line_variance_keeps_float32_precision(length):
+    """The variance of float32 lines (computed in float32) against float64 NumPy: a tiny
+    spread on a huge mean, mixed signs, an outlying first sample, subnormal variances."""
+    rng = np.random.default_rng(length)
+    lines = [
+        1e6 + rng.standard_normal((300, length)),  # spread 1e-6 of the mean
+        3e7 + rng.integers(-8, 8, (300, length)) * 4.0,  # values 4 apart near 2**25
+        rng.standard_normal((300, length)) * 1e3,  # mixed signs
+        rng.random((300, length)) * 1e-20,  # squares near float32's smallest normal
+    ]
+    outlier = rng.random((300, length))
+    outlier[:, 0] = 1e4  # the first sample (the shift) far from the others
+    stack = np.concatenate([*lines, outlier]).astype(np.float32)
+    tiny = np.finfo(np.float32).smallest_normal  # subnormal results: absolute steps
+    for ddof in {0, length - 1}:
+        expected = np.var(stack.astype(np.float64), axis=-1, ddof=ddof)
+        result = voxel_variance(stack, axis=-1, ddof=ddof, workers=1)
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result, expected, rtol=2e-6, atol=tiny)
 
 
 @pytest.mark.parametrize("statistic", ["mean", "var", "std"])
