@@ -18,7 +18,6 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -95,27 +94,22 @@ def _careful_moment(line, stat, ddof):
 
 
 @intrinsic
-def _prefetch_line(typingctx, flat, index):
-    """Ask the CPU to start loading the cache line holding ``flat[index]`` (an in-bounds
-    index of a 1D array), LLVM's ``prefetch`` for a read into all cache levels: no effect
-    on results. See `_prefetch`."""
+def _prefetch_line(typingctx, address):
+    """Ask the CPU to start loading the cache line at `address` (an integer), LLVM's
+    ``prefetch`` for a read into every cache level: a hint, which never faults and has no
+    effect on results. See `_prefetch`."""
 
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(
-            context, builder, array_type, array, [args[1]], wraparound=False
-        )
         byte_pointer = ir.IntType(8).as_pointer()
         int32 = ir.IntType(32)
         function_type = ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32])
         function = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], function_type)
+        pointer = builder.inttoptr(args[0], byte_pointer)
         # read (0), keep in every cache level (3), data (1)
-        arguments = [builder.bitcast(pointer, byte_pointer), int32(0), int32(3), int32(1)]
-        builder.call(function, arguments)
+        builder.call(function, [pointer, int32(0), int32(3), int32(1)])
         return context.get_dummy_value()
 
-    return types.void(flat, index), codegen
+    return types.void(types.uintp), codegen
 
 
 #: Bytes ahead of the values being read that the kernels prefetch (`_prefetch`).
@@ -124,16 +118,18 @@ PREFETCH_AHEAD = 4096
 
 @njit(inline="always", **_JIT)
 def _prefetch(flat, start, stop):
-    """Prefetch (`_prefetch_line`) the cache lines of ``flat[start:stop]`` (a 1D array),
-    those within the array: a loop over 64-byte steps, before a vectorised loop.
+    """Prefetch (`_prefetch_line`) the cache lines of ``flat[start:stop]`` (a contiguous 1D
+    array), those within the array: a loop over 64-byte steps, before a vectorised loop.
 
     The kernels that compute between their loads ask for the values `PREFETCH_AHEAD`
     bytes ahead of those they read: on this project's machine the hardware's own
     prefetching left them waiting for memory (the variance of float32 lines of eight,
     512 MiB on two threads: 43.5 -> 31 ms, against a read-once floor of 20.6 ms).
     """
+    base = flat.ctypes.data  # a uintp; the offsets too (uint64 + int64 would be float64)
+    size = np.uintp(flat.itemsize)
     for index in range(max(start, 0), min(stop, flat.shape[0]), 64 // flat.itemsize):
-        _prefetch_line(flat, index)
+        _prefetch_line(base + np.uintp(index) * size)
 
 
 #: Bytes of lines the short-line kernels read between two calls of `_prefetch`.
@@ -150,8 +146,8 @@ def _line_step(n, itemsize):
 @njit(inline="always", **_JIT)
 def _prefetched_lines(flat, out, a, b, n):
     """Lines ``a <= j < b`` of `flat` (lines of ``n``) and their results ``out[a:b]``, as
-    views indexed from 0 (which LLVM vectorises; a loop from ``a`` ran 2x slower), once
-    the values `PREFETCH_AHEAD` bytes ahead of them are prefetched (`_prefetch`)."""
+    views indexed from 0 (which LLVM vectorises; a loop from ``a`` over the whole tile ran
+    2x slower), once the values `PREFETCH_AHEAD` bytes ahead are prefetched (`_prefetch`)."""
     ahead = PREFETCH_AHEAD // flat.itemsize
     _prefetch(flat, a * n + ahead, b * n + ahead)
     return flat[a * n : b * n], out[a:b]
@@ -568,9 +564,10 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     float32 values. The variance of float32 lines comes from `_float32_line_variance`;
     every other statistic and dtype from float64 sums (shifted by the first sample but
     for the mean and the sum; the std too, whose float32 result is normal where the
-    variance's is not: values spread by 1e-20 have a subnormal float32 variance). Per tile of
-    `_MOMENT_TILE` lines, those whose variance is not finite although their first
-    sample is are redone in float64 by `_careful_moment` (see `_suspect`).
+    variance's is not: values spread by 1e-20 have a subnormal float32 variance). The
+    lines are read in tiles of about 1 KiB (`_prefetched_lines`); per tile, those whose
+    variance is not finite although their first sample is are redone in float64 by
+    `_careful_moment` (see `_suspect`).
     """
     n = len(lanes)
     flat = x.reshape(x.shape[0] * n)
@@ -580,53 +577,42 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     inverse_dof32 = np.float32(inverse_dof)
     in_float32 = _is_float32(x) and stat == STAT_VAR
     step = _line_step(n, x.itemsize)
-    for t0 in range(o0, o1, _MOMENT_TILE):
-        m = min(_MOMENT_TILE, o1 - t0)
-        lines = flat[t0 * n : (t0 + m) * n]  # flat: the line stride `n` is a constant
-        target = out[t0 : t0 + m]
+    for t0 in range(o0, o1, step):
+        lines, target = _prefetched_lines(flat, out, t0, min(t0 + step, o1), n)
+        m = target.shape[0]
         if not shifted:
-            for s0 in range(0, m, step):
-                part, into = _prefetched_lines(flat, out, t0 + s0, t0 + min(s0 + step, m), n)
-                for j in range(into.shape[0]):
-                    t = 0.0
-                    for i in range(n):
-                        t += np.float64(part[j * n + i])
-                    into[j] = t if stat == STAT_SUM else t / n
+            for j in range(m):
+                t = 0.0
+                for i in range(n):
+                    t += np.float64(lines[j * n + i])
+                target[j] = t if stat == STAT_SUM else t / n
             continue
         suspects = 0
         if in_float32:  # a loop per statistic: LLVM would not split one by `stat`
-            for s0 in range(0, m, step):
-                part, into = _prefetched_lines(flat, out, t0 + s0, t0 + min(s0 + step, m), n)
-                for j in range(into.shape[0]):
-                    into[j] = _float32_line_variance(part, j, n, inverse_n32, inverse_dof32)
+            for j in range(m):
+                target[j] = _float32_line_variance(lines, j, n, inverse_n32, inverse_dof32)
             flags = np.int32(0)  # any variance not finite? (each line's `_suspect` tested
             for j in range(m):  # in the loop above cost 40%)
                 flags |= np.int32(not target[j] < _INF32)
             suspects = flags
         elif stat == STAT_VAR:
-            for s0 in range(0, m, step):
-                part, into = _prefetched_lines(flat, out, t0 + s0, t0 + min(s0 + step, m), n)
-                for j in range(into.shape[0]):
-                    k, t, q = _shifted_line_sums(part, j, n)
-                    var = _tile_variance(k, t, q, n, inverse_dof)
-                    suspects += _suspect(var, k)
-                    into[j] = var
+            for j in range(m):
+                k, t, q = _shifted_line_sums(lines, j, n)
+                var = _tile_variance(k, t, q, n, inverse_dof)
+                suspects += _suspect(var, k)
+                target[j] = var
         elif stat == STAT_STD:
-            for s0 in range(0, m, step):
-                part, into = _prefetched_lines(flat, out, t0 + s0, t0 + min(s0 + step, m), n)
-                for j in range(into.shape[0]):
-                    k, t, q = _shifted_line_sums(part, j, n)
-                    var = _tile_variance(k, t, q, n, inverse_dof)
-                    suspects += _suspect(var, k)
-                    into[j] = math.sqrt(var)
+            for j in range(m):
+                k, t, q = _shifted_line_sums(lines, j, n)
+                var = _tile_variance(k, t, q, n, inverse_dof)
+                suspects += _suspect(var, k)
+                target[j] = math.sqrt(var)
         else:
-            for s0 in range(0, m, step):
-                part, into = _prefetched_lines(flat, out, t0 + s0, t0 + min(s0 + step, m), n)
-                for j in range(into.shape[0]):
-                    k, t, q = _shifted_line_sums(part, j, n)
-                    var = _tile_variance(k, t, q, n, inverse_dof)
-                    suspects += _suspect(var, k)
-                    into[j] = math.sqrt(var) / (k + t / n)
+            for j in range(m):
+                k, t, q = _shifted_line_sums(lines, j, n)
+                var = _tile_variance(k, t, q, n, inverse_dof)
+                suspects += _suspect(var, k)
+                target[j] = math.sqrt(var) / (k + t / n)
         if suspects:
             for j in range(m):
                 if _suspect(np.float64(target[j]), np.float64(lines[j * n])):
@@ -1047,16 +1033,12 @@ def extremum_flags(want_max: bool, skipna: bool) -> tuple[bool | None, bool | No
 @njit(inline="always", **_JIT)
 def _extrema_of_short_lines(lines, n, out, want_max, skipna):
     """``out[j]`` = min or max of line ``j`` of `lines` (flat, lines of ``n``), NaN as in
-    `_pick`; called with constant flags, so each variant is one branch-free loop (per
-    step of `_prefetched_lines`)."""
-    step = _line_step(n, lines.itemsize)
-    for a in range(0, out.shape[0], step):
-        part, into = _prefetched_lines(lines, out, a, min(a + step, out.shape[0]), n)
-        for j in range(into.shape[0]):
-            best = part[j * n]
-            for i in range(1, n):
-                best = _pick(part[j * n + i], best, want_max, skipna)
-            into[j] = best
+    `_pick`; called with constant flags, so each variant is one branch-free loop."""
+    for j in range(out.shape[0]):
+        best = lines[j * n]
+        for i in range(1, n):
+            best = _pick(lines[j * n + i], best, want_max, skipna)
+        out[j] = best
 
 
 @njit(**_JIT)
@@ -1070,17 +1052,19 @@ def extremum_short_lines(x, lanes, o0, o1, want_max, skipna, out):
     faster than `extremum_lines` on 128 MiB of lines of 3 and 8 (float32, uint16).
     """
     n = len(lanes)
-    lines = x.reshape(x.shape[0] * n)[o0 * n : o1 * n]
-    target = out[o0:o1]
-    if want_max is not None:  # flags True or None, as in `extremum_statistic`
-        if skipna is not None:
-            _extrema_of_short_lines(lines, n, target, True, True)
+    flat = x.reshape(x.shape[0] * n)
+    step = _line_step(n, x.itemsize)
+    for a in range(o0, o1, step):
+        lines, target = _prefetched_lines(flat, out, a, min(a + step, o1), n)
+        if want_max is not None:  # flags True or None, as in `extremum_statistic`
+            if skipna is not None:
+                _extrema_of_short_lines(lines, n, target, True, True)
+            else:
+                _extrema_of_short_lines(lines, n, target, True, False)
+        elif skipna is not None:
+            _extrema_of_short_lines(lines, n, target, False, True)
         else:
-            _extrema_of_short_lines(lines, n, target, True, False)
-    elif skipna is not None:
-        _extrema_of_short_lines(lines, n, target, False, True)
-    else:
-        _extrema_of_short_lines(lines, n, target, False, False)
+            _extrema_of_short_lines(lines, n, target, False, False)
 
 
 @njit(**_JIT)
