@@ -694,8 +694,8 @@ def test_short_lines_with_nan_inf_and_huge_values(statistic, dtype):
     stack = random_data((3000, 8), dtype, seed=3)
     stack[0, 0] = np.nan  # the first sample (the shift)
     stack[5, 7] = np.nan  # the last sample
-    stack[1024, 3] = np.inf  # first line of the second tile
-    stack[2047, 0] = -np.inf  # first sample, last line of the second tile
+    stack[1024, 3] = np.inf  # the first line of a tile (of 32 or 16 lines, or 1024 before)
+    stack[2047, 0] = -np.inf  # first sample, the last line of a tile
     stack[2048, 0] = np.inf  # inf first, finite values after it
     stack[2999, 2] = np.inf
     stack[2999, 4] = -np.inf

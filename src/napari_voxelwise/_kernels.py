@@ -1050,6 +1050,7 @@ def extremum_short_lines(x, lanes, o0, o1, want_max, skipna, out):
     the line length a compile-time constant and the lines are read from the flat
     array, so that LLVM unrolls each line and vectorises across lines: 2x to 6x
     faster than `extremum_lines` on 128 MiB of lines of 3 and 8 (float32, uint16).
+    Tiles of about 1 KiB of lines, each prefetched ahead (`_prefetched_lines`).
     """
     n = len(lanes)
     flat = x.reshape(x.shape[0] * n)
