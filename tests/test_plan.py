@@ -135,6 +135,33 @@ def test_split_range_covers_the_range_once(length, parts):
     assert len(pieces) == min(length, parts)
 
 
+@pytest.mark.parametrize(("count", "ways"), [(1, 2), (2, 2), (7, 2), (7, 3), (10, 4), (3, 8)])
+def test_interleaved_order_takes_each_task_once_from_distant_runs(count, ways):
+    order = _plan.interleaved(count, ways)
+    assert sorted(order) == list(range(count))
+    runs = _plan.split_range(count, ways)  # the contiguous runs, by hand
+    assert order[: len(runs)] == [a for a, _ in runs]  # first the start of each run
+    for a, b in runs:  # each run in its own order
+        assert [i for i in order if a <= i < b] == list(range(a, b))
+
+
+def test_two_threads_start_on_tasks_far_apart():
+    started = []
+    lock = threading.Lock()
+    both = threading.Barrier(2, timeout=5)
+
+    def task(i):
+        with lock:
+            started.append(i)
+        if len(started) <= 2:
+            both.wait()  # the first two tasks run at the same time, one per thread
+
+    tasks = [lambda i=i: task(i) for i in range(64)]
+    _plan.Plan.from_tasks(tasks, lambda: None, 2).compute()
+    assert sorted(started[:2]) == [0, 32]
+    assert sorted(started) == list(range(64))
+
+
 @pytest.mark.parametrize(
     ("workers", "error"), [(0, ValueError), (1.5, TypeError), (True, TypeError)]
 )

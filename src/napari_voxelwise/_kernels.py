@@ -18,6 +18,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -110,6 +111,31 @@ def _prefetch_line(typingctx, address):
         return context.get_dummy_value()
 
     return types.void(types.uintp), codegen
+
+
+@intrinsic
+def _borrowed(typingctx, array):
+    """`array` without its reference count: the same array, whose views (slices, rows,
+    reshapes) numba then creates and drops without updating a count.
+
+    Numba's pass that removes those updates gave up on the tile loops of the short-line
+    kernels (loops with several exits): every tile of about 1 KiB of lines took and
+    dropped references to the input and the result, atomic updates of counts that both
+    threads share. Without them, in cache on one thread (256 MiB of lines of eight):
+    uint16 variance 14.4 -> 11.9 ms, float32 variance 27.9 -> 22.2, float32 mean
+    18.3 -> 14.5, uint16 max 9.5 -> 8.5. For use inside a kernel only, on arrays its
+    caller keeps alive: a borrowed array must never be returned or stored.
+    """
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        view = context.make_array(signature.args[0])(context, builder, value=args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return array(array), codegen
 
 
 #: Bytes ahead of the values being read that the kernels prefetch (`_prefetch`).
@@ -468,6 +494,7 @@ def moment_statistic_lines(x, o0, o1, ddof, stat, out):
     of it. The deviation ``d`` has two uses (the sum and the sum of squares), so
     reassociation cannot merge ``x - shift`` into the running sum and lose the shift.
     """
+    x, out = _borrowed(x), _borrowed(out)
     n = x.shape[1]
     shifted = stat != STAT_MEAN and stat != STAT_SUM
     flat = x.reshape(x.shape[0] * n)
@@ -569,6 +596,7 @@ def moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     variance is not finite although their first sample is are redone in float64 by
     `_careful_moment` (see `_suspect`).
     """
+    x, out = _borrowed(x), _borrowed(out)
     n = len(lanes)
     flat = x.reshape(x.shape[0] * n)
     shifted = stat != STAT_MEAN and stat != STAT_SUM
@@ -801,6 +829,7 @@ def integer_moment_statistic_short_lines(x, lanes, o0, o1, ddof, stat, out):
     statistic written as soon as its sums are (one loop per statistic), as in
     `moment_statistic_short_lines`.
     """
+    x, out = _borrowed(x), _borrowed(out)
     n = len(lanes)
     flat = x.reshape(x.shape[0] * n)
     scale = 1.0 / (n * (n - ddof))
@@ -836,6 +865,7 @@ def integer_moment_statistic_paired_lines(words, lanes, flip, o0, o1, ddof, stat
     values come with their sign bits flipped (``flip = SIGNED_HALVES``, else 0): the
     values plus 32768, which have the same variance; the cv's mean is shifted back.
     """
+    words, out = _borrowed(words), _borrowed(out)
     n = len(lanes)
     values = 2 * n
     shift = -32768.0 if flip else 0.0
@@ -1052,6 +1082,7 @@ def extremum_short_lines(x, lanes, o0, o1, want_max, skipna, out):
     faster than `extremum_lines` on 128 MiB of lines of 3 and 8 (float32, uint16).
     Tiles of about 1 KiB of lines, each prefetched ahead (`_prefetched_lines`).
     """
+    x, out = _borrowed(x), _borrowed(out)
     n = len(lanes)
     flat = x.reshape(x.shape[0] * n)
     step = _line_step(n, x.itemsize)

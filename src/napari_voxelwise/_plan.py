@@ -85,7 +85,8 @@ def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[
     """Run `tasks` (callables without arguments), yielding once for each finished task.
 
     With more than one worker, the calling thread and ``workers - 1`` pool
-    threads take the tasks in order from a shared counter; the generator yields
+    threads take the tasks from a shared counter, in the order of `interleaved`
+    (tasks that run at the same time lie apart in memory); the generator yields
     after each task the calling thread finishes, once for every task finished by
     then (so the yields come in small bursts). Submitting every task to the pool
     and waking the caller as each finished had cost ~30 µs a task (128 tasks
@@ -99,7 +100,7 @@ def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[
             task()
             yield
         return
-    queue = _TaskQueue(tasks)
+    queue = _TaskQueue(tasks, interleaved(len(tasks), workers))
     helpers = [_pool(workers - 1).submit(queue.drain) for _ in range(min(workers, len(tasks)) - 1)]
     yielded = 0
     try:
@@ -120,11 +121,27 @@ def run_tasks(tasks: Sequence[Callable[[], object]], workers: int) -> Generator[
         wait(helpers)  # the tasks already started finish before we return
 
 
-class _TaskQueue:
-    """Tasks taken in order by several threads; counts what finished, keeps the first error."""
+def interleaved(count: int, ways: int) -> list[int]:
+    """The order in which `run_tasks` hands out `count` tasks to `ways` threads: the first
+    task of each of `ways` contiguous runs of tasks, then the second of each, and so on.
 
-    def __init__(self, tasks: Sequence[Callable[[], object]]):
-        self._tasks = tasks
+    Tasks cut a computation into contiguous pieces, so neighbours write neighbouring
+    parts of a new result; taken in order, the threads first wrote into the same huge
+    pages (2 MiB, which the kernel zeroes on a first write), and one waited for the
+    other: a new 800 MiB result of `mask_filter` on two threads took 150 ms in order,
+    122 ms interleaved (80 ms already written).
+    """
+    runs = [range(a, b) for a, b in split_range(count, ways)]
+    longest = max(len(run) for run in runs)
+    return [run[i] for i in range(longest) for run in runs if i < len(run)]
+
+
+class _TaskQueue:
+    """Tasks taken in a given order by several threads; counts what finished, keeps the
+    first error."""
+
+    def __init__(self, tasks: Sequence[Callable[[], object]], order: Sequence[int]):
+        self._tasks = [tasks[i] for i in order]
         self._next = 0
         self._lock = threading.Lock()
         self.finished = 0
