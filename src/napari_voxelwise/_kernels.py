@@ -123,8 +123,11 @@ def _borrowed(typingctx, array):
     dropped references to the input and the result, atomic updates of counts that both
     threads share. Without them, in cache on one thread (256 MiB of lines of eight):
     uint16 variance 14.4 -> 11.9 ms, float32 variance 27.9 -> 22.2, float32 mean
-    18.3 -> 14.5, uint16 max 9.5 -> 8.5. For use inside a kernel only, on arrays its
-    caller keeps alive: a borrowed array must never be returned or stored.
+    18.3 -> 14.5, uint16 max 9.5 -> 8.5; in `moment_statistic_lines` (a view per line)
+    the float32 variance of lines of 17 58.4 -> 45.8 ms on two threads. The kernels along
+    other axes, with far more work per view, did not change and keep their counts. For
+    use inside a kernel only, on arrays its caller keeps alive: a borrowed array must
+    never be returned or stored.
     """
     if not isinstance(array, types.Array):
         return None
