@@ -47,3 +47,46 @@ def test_benchmark_script_prints_its_table(tmp_path):
     assert "eigvalsh" in output
     table = markdown.read_text().splitlines()
     assert table[0].startswith("| case |") and len(table) > 10
+
+
+def _bench_core():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_core", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_core", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_our_call_and_its_floor_are_timed_in_turn():
+    # Ratios to the floor come from calls made in turn, so that the machine's speed drifting
+    # between two measurements minutes apart does not tilt them.
+    bench = _bench_core()
+    calls = []
+    case = bench.Case(
+        name="case",
+        input_bytes=8,
+        ours=lambda: calls.append("ours"),
+        peers={"peer": lambda: calls.append("peer")},
+        floor=lambda: calls.append("floor"),
+    )
+    ours_row, peer_row = bench.run_case(case, repeat=3, slow_repeat=1)
+    ours_and_floor = [c for c in calls if c != "peer"]
+    # run_case's warm-up call, one warm-up each, three pairs, one call for the peak memory
+    assert ours_and_floor == ["ours"] + ["ours", "floor"] * 4 + ["ours"]
+    assert ours_row.vs_floor is not None and ours_row.vs_floor > 0
+    assert peer_row.vs_floor is not None and peer_row.speed_vs_peer > 0
+    assert calls.count("peer") == 1 + 3 + 1  # a warm-up, three timed calls, the peak call
+
+
+def test_a_target_can_print_the_figure_it_judged():
+    bench = _bench_core()
+    case = bench.Case(
+        name="case",
+        input_bytes=8,
+        ours=lambda: None,
+        targets=[("fast", lambda row, peers: (False, " (1.32x)")), ("safe", lambda r, p: True)],
+    )
+    (row,) = bench.run_case(case, repeat=1, slow_repeat=1)
+    assert row.target == "fast (1.32x): MISSED; safe: met"
