@@ -90,3 +90,27 @@ def test_a_target_can_print_the_figure_it_judged():
     )
     (row,) = bench.run_case(case, repeat=1, slow_repeat=1)
     assert row.target == "fast (1.32x): MISSED; safe: met"
+
+
+@pytest.mark.parametrize(
+    "floor, numpy_name", [("read_operation", "max"), ("copy_operation", "copyto")]
+)
+def test_floors_use_both_cores(monkeypatch, floor, numpy_name):
+    # A floor on one thread is too lenient for calls that run on two (a one-thread copy took
+    # 1.6x to 1.9x as long as a two-thread one on the reference machine).
+    import threading
+
+    bench = _bench_core()
+    operation = getattr(bench, floor)(1 << 20)
+    both_running = threading.Barrier(2, timeout=10)  # broken if one thread did both halves
+    sizes = []
+    real = getattr(bench.np, numpy_name)
+
+    def recording(array, *args, **kwargs):
+        sizes.append(array.size)
+        both_running.wait()
+        return real(array, *args, **kwargs)
+
+    monkeypatch.setattr(bench.np, numpy_name, recording)
+    operation()
+    assert sizes == [(1 << 20) // 8] * 2  # two halves of the float32 array
