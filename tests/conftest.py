@@ -105,3 +105,22 @@ def _delete_panels_made_by_the_test(monkeypatch):
         with contextlib.suppress(RuntimeError):  # docked in a viewer that deleted it already
             panel.native.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def pytest_report_header(config):
+    """The versions that matter most to a run: napari and its Qt binding, dask, numba, numpy."""
+    import importlib.metadata
+
+    versions = []
+    for name in ("napari", "PyQt6", "PyQt5", "PySide6", "dask", "distributed", "numba", "numpy"):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    try:
+        import qtpy
+
+        qt = f"{qtpy.API_NAME} on Qt {qtpy.QT_VERSION}"
+    except Exception as error:  # no binding at all: say so rather than fail the header
+        qt = f"none ({error})"
+    return [f"napari-voxelwise: {', '.join(versions)}", f"napari's Qt backend: {qt}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import dask
 import dask.array as da
@@ -76,6 +77,21 @@ def test_unreachable_scheduler_is_a_clear_error(stack_on_disk, tmp_path, capsys)
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         assert main(arguments) == 2
     assert "cannot connect to the scheduler" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_scheduler_without_distributed_says_how_to_get_it(
+    stack_on_disk, tmp_path, capsys, monkeypatch
+):
+    """Without distributed installed, --scheduler says which extra brings it; nothing written."""
+    _, path = stack_on_disk
+    output = tmp_path / "out.zarr"
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    arguments = ["variance", str(path), "-o", str(output), "--scheduler", "tcp://127.0.0.1:1"]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert 'pip install "napari-voxelwise[cluster]"' in error
+    assert error.count("\n") == 1
     assert not output.exists()
 
 

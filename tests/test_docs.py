@@ -62,8 +62,11 @@ def test_batch_commands_run(page, tmp_path, monkeypatch):
         exec(compile(block, page, "exec"), namespace)  # our own documentation
     for line in runnable_shell_lines(page):
         command = shlex.split(line)
+        # this interpreter's tools, whether or not its environment is activated
         if command[0] == "napari-voxelwise":
             command = [sys.executable, "-m", "napari_voxelwise", *command[1:]]
+        elif command[0] == "python":
+            command = [sys.executable, *command[1:]]
         done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, (line, done.stderr)
 
@@ -71,7 +74,15 @@ def test_batch_commands_run(page, tmp_path, monkeypatch):
 def test_docs_build_strictly(tmp_path):
     """``mkdocs build --strict``: a broken link or API reference fails."""
     done = subprocess.run(
-        ["mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

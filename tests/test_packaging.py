@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -126,3 +128,40 @@ def test_plain_wheel_install_ships_the_manifest(tmp_path):
     )
     assert script.returncode == 0, script.stderr
     assert "hessian-eigenvalues" in script.stdout
+
+
+def _requirements_of(extra: str) -> list[str]:
+    """The installed distribution's requirements that the extra `extra` adds."""
+    requirements = importlib.metadata.requires("napari-voxelwise") or []
+    return [r for r in requirements if re.search(rf"extra\s*==\s*['\"]{extra}['\"]", r)]
+
+
+@pytest.mark.parametrize("extra", ["cluster", "testing"])
+def test_distributed_comes_with_dask_as_one_release(extra):
+    """distributed is asked for only through dask's own extra, which pins the matching release
+    (a bare `distributed` let pip pair a new dask with a years-old distributed), and the
+    distributed installed here imports and is dask's release."""
+    requirements = " ".join(_requirements_of(extra))
+    assert re.search(r"dask\[[^\]]*distributed[^\]]*\]", requirements), requirements
+    for requirement in _requirements_of(extra):
+        assert not requirement.startswith("distributed"), requirement
+
+    import dask
+    import distributed
+
+    assert distributed.__version__ == dask.__version__
+
+
+@pytest.mark.parametrize("extra", ["all", "testing"])
+def test_napari_comes_with_its_qt6_backend(extra):
+    (napari,) = [r for r in _requirements_of(extra) if r.startswith("napari[")]
+    assert "pyqt6" in napari and "pyqt5" not in napari, napari
+
+
+def test_the_test_run_uses_a_qt6_binding(qapp):
+    """napari runs on Qt6 in the test run (the testing extra installs PyQt6, and no PyQt5)."""
+    import qtpy
+    from qtpy.QtWidgets import QApplication
+
+    assert qtpy.QT6, f"Qt binding {qtpy.API_NAME} {qtpy.QT_VERSION}: install PyQt6"
+    assert isinstance(qapp, QApplication)  # the test application is made with that binding

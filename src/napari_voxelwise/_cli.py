@@ -454,7 +454,13 @@ def _computer(args):
     import dask
 
     if args.scheduler:
-        from distributed import Client, progress
+        try:
+            from distributed import Client, progress
+        except ImportError as exc:
+            raise CommandError(
+                "--scheduler needs Dask's distributed scheduler: "
+                f'pip install "napari-voxelwise[cluster]" ({_one_line(exc)})'
+            ) from exc
 
         try:
             # the connection timeout is Dask's setting distributed.comm.timeouts.connect
