@@ -64,19 +64,13 @@ def _imports(path: pathlib.Path) -> set[str]:
 @pytest.mark.parametrize(
     "path",
     [
-        SOURCE / f"{m}.py"
-        for m in [
-            *CORE_MODULES,
-            "_kernels",
-            "_plan",
-            "_blocks",
-            "_validation",
-            "_dask",
-            "_cli",
-            "_lazy",
-        ]
+        *(
+            SOURCE / f"{m}.py"
+            for m in [*CORE_MODULES, "_plan", "_blocks", "_validation", "_dask", "_cli", "_lazy"]
+        ),
+        *sorted((SOURCE / "_kernels").glob("*.py")),
     ],
-    ids=lambda p: p.name,
+    ids=lambda p: str(p.relative_to(SOURCE)),
 )
 def test_core_imports_neither_qt_nor_napari(path):
     forbidden = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt")
@@ -90,6 +84,20 @@ def test_importing_the_package_is_light():
         "heavy = ('numba', 'scipy', 'qtpy', 'napari', 'magicgui', 'dask'); "
         "heavy = [m for m in heavy if m in sys.modules]; "
         "print(heavy)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert output == "[]"
+
+
+def test_importing_the_kernel_codes_loads_no_numba():
+    """`napari_voxelwise._kernels` itself (codes, limits, NumPy helpers) loads neither Numba
+    nor llvmlite: the core reads it before deciding which kernel, if any, to compile."""
+    code = (
+        "import sys, napari_voxelwise._kernels as k; "
+        "k.median_network(9); k.median_tile(9, 4); k.by_squaring(3.0); k.extremum_flags(1, 0); "
+        "print([m for m in ('numba', 'llvmlite') if m in sys.modules])"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -131,30 +139,31 @@ def test_read_only_inputs_work_and_results_are_new_arrays(name, dtype):
     result[...] = 0  # the result is writable and separate
 
 
-#: the kernels' arguments that come from the caller's arrays (the others are outputs or buffers)
+#: the kernels' arguments that come from the caller's arrays (the others are outputs or
+#: buffers), by ``module.kernel`` in `napari_voxelwise._kernels`
 KERNEL_INPUTS = {
-    "sum_statistic": ["x"],
-    "variance_statistic": ["x"],
-    "cv_statistic": ["x"],
-    "moment_statistic_lines": ["x"],
-    "moment_statistic_short_lines": ["x"],
-    "integer_moment_statistic": ["x"],
-    "integer_moment_statistic_short_lines": ["x"],
-    "integer_moment_statistic_paired_lines": ["words"],
-    "moment_statistic_skipna": ["x"],
-    "extremum_statistic": ["x"],
-    "extremum_lines": ["x"],
-    "extremum_short_lines": ["x"],
-    "median_statistic": ["x", "first", "second"],
-    "frame_norm_partials": ["x"],
-    "frame_norm_partials_flat": ["flat"],
-    "group_sums": ["src"],
-    "window_sums": ["src"],
-    "block_density": ["src"],
-    "pack_selected": ["points", "mask"],
-    "masked_copy": ["image", "inside"],
-    "correlate_lines": ["src"],
-    "difference_lines": ["src"],
+    "moments.sum_statistic": ["x"],
+    "moments.variance_statistic": ["x"],
+    "moments.cv_statistic": ["x"],
+    "line_moments.moment_statistic_lines": ["x"],
+    "line_moments.moment_statistic_short_lines": ["x"],
+    "integer_moments.integer_moment_statistic": ["x"],
+    "integer_moments.integer_moment_statistic_short_lines": ["x"],
+    "integer_moments.integer_moment_statistic_paired_lines": ["words"],
+    "moments.moment_statistic_skipna": ["x"],
+    "extrema.extremum_statistic": ["x"],
+    "extrema.extremum_lines": ["x"],
+    "extrema.extremum_short_lines": ["x"],
+    "median.median_statistic": ["x", "first", "second"],
+    "norms.frame_norm_partials": ["x"],
+    "norms.frame_norm_partials_flat": ["flat"],
+    "density.group_sums": ["src"],
+    "density.window_sums": ["src"],
+    "density.block_density": ["src"],
+    "masks.pack_selected": ["points", "mask"],
+    "masks.masked_copy": ["image", "inside"],
+    "filters.correlate_lines": ["src"],
+    "filters.difference_lines": ["src"],
 }
 
 
@@ -163,8 +172,6 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
     a writable and a read-only array share one compiled kernel: numba compiles one per
     read-only flag, about a second each."""
     import inspect
-
-    from napari_voxelwise import _kernels
 
     data = (np.random.default_rng(0).random((6, 8, 3)) * 200).astype(np.float32)
     for call in CALLS.values():  # writable inputs, contiguous and strided
@@ -178,8 +185,9 @@ def test_kernels_are_compiled_for_read_only_inputs_only():
     napari_voxelwise.axis_statistic(data, "median", axis=0)  # median_statistic
     napari_voxelwise.axis_statistic(data, "mean", axis=-1, skipna=True)
     checked = set()
-    for name, inputs in KERNEL_INPUTS.items():
-        kernel = getattr(_kernels, name)
+    for qualified, inputs in KERNEL_INPUTS.items():
+        module, name = qualified.split(".")
+        kernel = getattr(importlib.import_module(f"napari_voxelwise._kernels.{module}"), name)
         parameters = list(inspect.signature(kernel.py_func).parameters)
         for signature in kernel.signatures:
             for argument in inputs:

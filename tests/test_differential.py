@@ -10,7 +10,6 @@ from skimage.feature import hessian_matrix_eigvals
 from skimage.filters import frangi
 
 from conftest import DTYPES, checksum, random_data
-from napari_voxelwise import _kernels as kernels
 from napari_voxelwise import (
     frangi_vesselness,
     gradient_magnitude,
@@ -18,6 +17,7 @@ from napari_voxelwise import (
     hessian_eigenvalues,
     hessian_matrix,
 )
+from napari_voxelwise._kernels import eigenvalues as eigen_kernels
 from napari_voxelwise.differential import gaussian_weights, reflect_index
 
 
@@ -246,7 +246,9 @@ def solve(matrices, order="descending"):
     code = {"descending": 0, "ascending": 1, "abs": 2}[order]
     out = np.empty((ndim, matrices.shape[0]))
     upper = [np.ascontiguousarray(matrices[:, i, j]) for i in range(ndim) for j in range(i, ndim)]
-    solver = kernels.symmetric3_eigenvalues if ndim == 3 else kernels.symmetric2_eigenvalues
+    solver = (
+        eigen_kernels.symmetric3_eigenvalues if ndim == 3 else eigen_kernels.symmetric2_eigenvalues
+    )
     solver(*upper, code, *out)
     return out.T
 
@@ -302,9 +304,9 @@ def test_interleaved_solvers_agree_with_eigvalsh(ndim, count, order):
     out = np.full((count, ndim), -7.0)
     code = {"descending": 0, "ascending": 1, "abs": 2}[order]
     solver = (
-        kernels.symmetric3_eigenvalues_interleaved
+        eigen_kernels.symmetric3_eigenvalues_interleaved
         if ndim == 3
-        else kernels.symmetric2_eigenvalues_interleaved
+        else eigen_kernels.symmetric2_eigenvalues_interleaved
     )
     solver(*upper, code, out)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-7 * 5 * 4)

@@ -750,48 +750,6 @@ def test_short_lines_split_into_tasks_equal_one_task(statistic, length):
     np.testing.assert_allclose(many, _reference(stack, statistic, -1), rtol=2e-6)
 
 
-def test_kernels_on_borrowed_arrays_leave_numba_memory_balanced():
-    """The short-line kernels take their arrays without reference counts (`_borrowed`):
-    every array numba's runtime allocates during the calls is freed again, and the input
-    and the results stay intact."""
-    from numba.core.runtime import _nrt_python, rtsys
-
-    rng = np.random.default_rng(7)
-    stacks = [
-        rng.random((3000, 8), dtype=np.float32),
-        rng.integers(0, 65536, (3000, 6), dtype=np.uint16),  # word pairs
-        rng.integers(-9, 9, (3000, 5)).astype(np.int16),  # odd lengths
-        rng.random((3000, 20)),  # the kernel of longer lines
-    ]
-    copies = [stack.copy() for stack in stacks]
-
-    def run():
-        return [
-            axis_statistic(stack, statistic, axis=-1, workers=2)
-            for stack in stacks
-            for statistic in ("mean", "var", "std", "cv", "min", "max")
-        ]
-
-    first = run()  # compiles
-    was_enabled = _nrt_python.memsys_stats_enabled()
-    _nrt_python.memsys_enable_stats()
-    try:
-        before = rtsys.get_allocation_stats()
-        again = run()
-        after = rtsys.get_allocation_stats()
-    finally:
-        if not was_enabled:
-            _nrt_python.memsys_disable_stats()
-    assert after.mi_alloc > before.mi_alloc  # counting is on (numba wraps every array passed in)
-    assert after.alloc - before.alloc == after.free - before.free
-    assert after.mi_alloc - before.mi_alloc == after.mi_free - before.mi_free
-    for stack, copy in zip(stacks, copies, strict=True):
-        np.testing.assert_array_equal(stack, copy)
-    for a, b in zip(first, again, strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(first[1], np.var(stacks[0].astype(np.float64), axis=-1), rtol=2e-6)
-
-
 def test_short_line_variance_of_integer_extremes():
     stack = np.tile(np.array([0, 65535], dtype=np.uint16), (5, 4))
     np.testing.assert_allclose(voxel_variance(stack), np.full(5, 65535.0**2 / 4), rtol=1e-7)

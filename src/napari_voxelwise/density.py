@@ -170,8 +170,9 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
     else:
         denominator = np.float32(window_volume)
     from . import _kernels
+    from ._kernels.density import group_sums, window_sums
 
-    kernel = _kernels.window_sums if mode == "sliding" else _kernels.group_sums
+    kernel = window_sums if mode == "sliding" else group_sums
     # bool is read as uint8 and float16 as float32 by the kernels
     data = image.view(np.uint8) if image.dtype == np.bool_ else image
     work_dtype = check.compute_dtype(data.dtype)
@@ -260,7 +261,8 @@ def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, wor
     `source` is the image as (T, Z, Y, X) (leading axes with window 1 merged
     into T); each task handles a range of output rows (T, Zo, Yo merged).
     """
-    from ._kernels import COUNT_ABOVE, COUNT_ALL, block_density
+    from ._kernels import COUNT_ABOVE, COUNT_ALL
+    from ._kernels.density import block_density
 
     if mode != COUNT_ABOVE:  # a threshold outside an integer dtype's range counts all or none
         value = 1.0 if mode == COUNT_ALL else 0.0

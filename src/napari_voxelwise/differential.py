@@ -330,8 +330,9 @@ class _AxisFilters:
 
 
 def _correlate_axis(array: np.ndarray, axis: int, half, parity, index, length: int):
-    """One 1D pass of :func:`_kernels.correlate_lines` along `axis` of a C-contiguous array."""
-    from ._kernels import correlate_lines
+    """One 1D pass of :func:`_kernels.filters.correlate_lines` along `axis` of a C-contiguous
+    array."""
+    from ._kernels.filters import correlate_lines
 
     shape = array.shape
     outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
@@ -427,12 +428,12 @@ def _difference_components(extended, offset, rows, spacing, orders):
 
 
 def _difference_along(array, axis, scale, dtype, lo=0, rows=None):
-    """`_kernels.difference_lines` along `axis` of a C-contiguous array, into a new array.
+    """`_kernels.filters.difference_lines` along `axis` of a C-contiguous array, into a new array.
 
     Along axis 0 the result holds rows ``lo:lo + rows`` (default: all); along the
     other axes, all of them.
     """
-    from ._kernels import difference_lines
+    from ._kernels.filters import difference_lines
 
     shape = array.shape
     if axis == 0 and rows is not None:
@@ -557,7 +558,7 @@ def gradient_plan(
     volume, spacing=None, sigma=None, *, truncate=4.0, magnitude=False, workers=None
 ) -> Plan:
     """Checked, ready-to-run plan of :func:`gradient_vectors` or :func:`gradient_magnitude`."""
-    from . import _kernels
+    from ._kernels.filters import interleave, vector_norms
 
     volume = _check_volume(volume)
     sigma, spacing, truncate = _check_scales(volume, sigma, spacing, truncate)
@@ -570,9 +571,9 @@ def gradient_plan(
     def consume(start, stop, components):
         parts = _flat_parts(components, orders)
         if magnitude:
-            _kernels.vector_norms(parts, out[start:stop].reshape(-1))
+            vector_norms(parts, out[start:stop].reshape(-1))
         else:
-            _kernels.interleave(parts, out[start:stop].reshape(-1, ndim))
+            interleave(parts, out[start:stop].reshape(-1, ndim))
 
     name = "gradient magnitude" if magnitude else "gradient"
     return _derivative_plan(
@@ -602,7 +603,7 @@ def _hessian_orders(ndim: int) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
 
 def hessian_plan(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None) -> Plan:
     """Checked, ready-to-run plan of :func:`hessian_matrix` (see there)."""
-    from . import _kernels
+    from ._kernels.filters import interleave
 
     volume = _check_volume(volume)
     sigma, spacing, truncate = _check_scales(volume, sigma, spacing, truncate)
@@ -617,7 +618,7 @@ def hessian_plan(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None)
 
     def consume(start, stop, components):
         parts = _flat_parts(components, entries)
-        _kernels.interleave(parts, out[start:stop].reshape(-1, ndim * ndim))
+        interleave(parts, out[start:stop].reshape(-1, ndim * ndim))
 
     return _derivative_plan(
         volume,
@@ -638,6 +639,10 @@ def hessian_eigenvalues_plan(
 ) -> Plan:
     """Checked, ready-to-run plan of :func:`hessian_eigenvalues` (see there)."""
     from . import _kernels
+    from ._kernels.eigenvalues import (
+        symmetric2_eigenvalues_interleaved,
+        symmetric3_eigenvalues_interleaved,
+    )
 
     volume = _check_volume(volume)
     if volume.ndim not in (2, 3):
@@ -657,9 +662,7 @@ def hessian_eigenvalues_plan(
     }[order]
     out = np.empty((*volume.shape, ndim), check.result_float_dtype(volume.dtype))
     solver = (
-        _kernels.symmetric3_eigenvalues_interleaved
-        if ndim == 3
-        else _kernels.symmetric2_eigenvalues_interleaved
+        symmetric3_eigenvalues_interleaved if ndim == 3 else symmetric2_eigenvalues_interleaved
     )
 
     def consume(start, stop, components):

@@ -133,7 +133,7 @@ def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
     source3 = view_3d(source, 1)  # (frames, points, features) without a copy, if possible
 
     def pack_frames(first: int, last: int):
-        from ._kernels import pack_selected
+        from ._kernels.masks import pack_selected
 
         if source3 is not None:
             pack_selected(source3, mask, first, last, fill, target3)
@@ -173,7 +173,7 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
         source2 = frozen(source.reshape(rows, columns))
 
         def mask_box(r0, r1, c0, c1):
-            from ._kernels import masked_copy
+            from ._kernels.masks import masked_copy
 
             masked_copy(source2, inside, fill, r0, r1, c0, c1, target2)
 
@@ -181,7 +181,7 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
     else:  # other layouts: copy one block at a time
 
         def mask_block(index):
-            from ._kernels import masked_copy
+            from ._kernels.masks import masked_copy
 
             block = frozen(np.ascontiguousarray(source[index]))
             part = frozen(np.ascontiguousarray(mask[index[leading:]]).reshape(-1))

@@ -222,6 +222,7 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
         func = _nan_median if skipna else np.median
 
         from . import _kernels
+        from ._kernels.median import median_statistic
 
         def reduce_median(x3, o0, o1, j0, j1, out2):
             n = x3.shape[1]
@@ -232,13 +233,15 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             exact = np.float32 if x3.dtype.itemsize <= 2 or x3.dtype == np.float32 else np.float64
             tile = _kernels.median_tile(n, np.dtype(exact).itemsize)
             rows = np.empty((n, tile), exact)  # values exact in this dtype
-            _kernels.median_statistic(x3, o0, o1, j0, j1, first, second, skipna, rows, out2)
+            median_statistic(x3, o0, o1, j0, j1, first, second, skipna, rows, out2)
 
         return reduce_median
 
     from . import _kernels
 
     if statistic in ("min", "max"):
+        from ._kernels.extrema import extremum_lines, extremum_short_lines, extremum_statistic
+
         want_max = statistic == "max"
         flags = _kernels.extremum_flags(want_max, skipna)  # compiled variant by variant
         if want_max:
@@ -253,15 +256,28 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             elif inner == 1 and n <= _kernels.SHORT_LINES:  # one kernel per line length
 
                 def kernel(lines, p0, p1, into):
-                    _kernels.extremum_short_lines(lines, (0,) * n, p0, p1, *flags, into)
+                    extremum_short_lines(lines, (0,) * n, p0, p1, *flags, into)
 
                 _reduce_lines(kernel, x3, o0, o1, out2)
             elif inner == 1:
-                _kernels.extremum_lines(x3, o0, o1, want_max, skipna, out2)
+                extremum_lines(x3, o0, o1, want_max, skipna, out2)
             else:
-                _kernels.extremum_statistic(x3, o0, o1, j0, j1, *flags, out2)
+                extremum_statistic(x3, o0, o1, j0, j1, *flags, out2)
 
         return reduce_extremum
+
+    from ._kernels.integer_moments import (
+        integer_moment_statistic,
+        integer_moment_statistic_paired_lines,
+        integer_moment_statistic_short_lines,
+    )
+    from ._kernels.line_moments import moment_statistic_lines, moment_statistic_short_lines
+    from ._kernels.moments import (
+        cv_statistic,
+        moment_statistic_skipna,
+        sum_statistic,
+        variance_statistic,
+    )
 
     code = {
         "mean": _kernels.STAT_MEAN,
@@ -280,27 +296,25 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             and x3.shape[1] <= _kernels.EXACT_INTEGER_LINES
         )
         if skipna:
-            _kernels.moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
+            moment_statistic_skipna(x3, o0, o1, j0, j1, ddof, code, out2)
         elif x3.shape[2] == 1:  # lines (a stack reduced along its last axis)
             n = x3.shape[1]
             if n > _kernels.SHORT_LINES:
 
                 def kernel(part, p0, p1, into):
-                    _kernels.moment_statistic_lines(part, p0, p1, ddof, code, into)
+                    moment_statistic_lines(part, p0, p1, ddof, code, into)
 
             elif exact and x3.dtype.itemsize == 2 and n % 2 == 0:  # 16-bit pairs as words
 
                 def kernel(part, p0, p1, into):
                     flip = _kernels.SIGNED_HALVES if part.dtype.kind == "i" else np.uint32(0)
                     words = part.view(np.uint32)
-                    _kernels.integer_moment_statistic_paired_lines(
+                    integer_moment_statistic_paired_lines(
                         words, (0,) * (n // 2), flip, p0, p1, ddof, code, into
                     )
             else:  # short lines: one kernel per length
                 short = (
-                    _kernels.integer_moment_statistic_short_lines
-                    if exact
-                    else _kernels.moment_statistic_short_lines
+                    integer_moment_statistic_short_lines if exact else moment_statistic_short_lines
                 )
 
                 def kernel(part, p0, p1, into):
@@ -308,15 +322,15 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
 
             _reduce_lines(kernel, x3, o0, o1, out2)
         elif exact:
-            _kernels.integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
+            integer_moment_statistic(x3, o0, o1, j0, j1, ddof, code, out2)
         elif code in (_kernels.STAT_MEAN, _kernels.STAT_SUM):
             mean = code == _kernels.STAT_MEAN
-            _kernels.sum_statistic(x3, o0, o1, j0, j1, mean, out2)
+            sum_statistic(x3, o0, o1, j0, j1, mean, out2)
         elif code in (_kernels.STAT_VAR, _kernels.STAT_STD):
             std = code == _kernels.STAT_STD
-            _kernels.variance_statistic(x3, o0, o1, j0, j1, ddof, std, out2)
+            variance_statistic(x3, o0, o1, j0, j1, ddof, std, out2)
         else:
-            _kernels.cv_statistic(x3, o0, o1, j0, j1, ddof, out2)
+            cv_statistic(x3, o0, o1, j0, j1, ddof, out2)
 
     return reduce_moments
 
@@ -402,6 +416,7 @@ def _add_numpy_powers(x3, o0, o1, j0, j1, power, partial_sums) -> None:
 def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
     """Checked, ready-to-run plan of :func:`frame_norms` (see there)."""
     from . import _kernels
+    from ._kernels.norms import frame_norm_partials, frame_norm_partials_flat
 
     stack = check.as_numeric_array(stack, "stack")
     axis = check.normalize_axis(axis, stack.ndim)
@@ -419,7 +434,7 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
     length = stack.shape[axis]
     count = task_count(_task_bytes(stack.nbytes), stack.size // length, workers)
     data = _kernel_view(stack)
-    # float32 partial sums (see _kernels._single_sums); None compiles no such branch
+    # float32 partial sums (see _kernels.norms._single_sums); None compiles no such branch
     single = True if data.dtype == np.float32 else None
     x3 = view_3d(data, axis) if data.dtype != np.float16 else None
     # Each task accumulates its own partial sums per frame; they are merged at the end.
@@ -433,7 +448,7 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
         if numpy_powers:
             _add_numpy_powers(x, o0, o1, j0, j1, power, partial_sums)
         else:
-            _kernels.frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial_sums)
+            frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial_sums)
         partials.append((frames, partial_sums))  # list.append is atomic
 
     if x3 is not None and x3.shape[2] == 1 and x3.flags.c_contiguous and not numpy_powers:
@@ -442,7 +457,7 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
 
         def accumulate_flat(o0, o1):
             partial_sums = np.zeros(length)
-            _kernels.frame_norm_partials_flat(
+            frame_norm_partials_flat(
                 flat, o0 * length, o1 * length, length, kind, power, single, partial_sums
             )
             partials.append((slice(0, length), partial_sums))
