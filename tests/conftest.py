@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+
+# Every test runs on the compiled kernels (unless it asks for the portable path): a kernel
+# missing from numba's cache is compiled by the compiler process while the test waits.
+os.environ.setdefault("NAPARI_VOXELWISE_COMPILE", "wait")
 
 import numpy as np
 import pytest
@@ -124,3 +130,17 @@ def pytest_report_header(config):
     except Exception as error:  # no binding at all: say so rather than fail the header
         qt = f"none ({error})"
     return [f"napari-voxelwise: {', '.join(versions)}", f"napari's Qt backend: {qt}"]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--without-numba",
+        action="store_true",
+        help="make numba unimportable: everything runs on the portable path",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--without-numba"):
+        sys.modules["numba"] = None  # `import numba` raises ImportError
+        sys.modules["llvmlite"] = None

@@ -12,12 +12,15 @@ mask, to count): stacks bigger than memory are computed chunk by chunk, and
 the ``napari-voxelwise`` command (``python -m napari_voxelwise``) does it on
 .npy, .tif and .zarr files. See :mod:`napari_voxelwise._dask`.
 
-Importing this package loads only NumPy; the compiled kernels (Numba) load on
-the first computation that needs them, and Dask only for Dask input.
+Importing this package loads only NumPy. Computations run on compiled kernels
+(Numba) once these are compiled for the input's dtype and layout; until then they
+run on a portable NumPy/SciPy path while a separate process compiles the kernels
+(see :func:`warmup` and :func:`set_compile_mode`). Dask loads only for Dask input.
 """
 
 __version__ = "0.1.0"
 
+from ._dispatch import compile_mode, set_compile_mode, warmup
 from .density import density_map
 from .differential import (
     frangi_vesselness,
@@ -33,6 +36,7 @@ __all__ = [
     "__version__",
     "apply_mask",
     "axis_statistic",
+    "compile_mode",
     "density_map",
     "frame_norms",
     "frangi_vesselness",
@@ -41,5 +45,7 @@ __all__ = [
     "hessian_eigenvalues",
     "hessian_matrix",
     "mask_filter",
+    "set_compile_mode",
     "voxel_variance",
+    "warmup",
 ]

@@ -204,7 +204,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--frames", action="store_true", help="axis 0 holds frames")
     sub.add_argument("--truncate", type=float, default=4.0, help="kernel size in sigmas")
+
+    from ._warmup import DEFAULT_DTYPES, OPERATIONS
+
+    help_text = (
+        "compile the kernels of the computations ahead of time, into numba's cache (for "
+        "cluster images, shared installs, CI); a computation whose kernels are not compiled "
+        "yet runs on a slower portable path meanwhile"
+    )
+    sub = operations.add_parser("warmup", help=help_text, description=help_text)
+    sub.add_argument(
+        "--operations",
+        type=_names,
+        default=None,
+        help=f"comma-separated, among {','.join(OPERATIONS)} (default: all)",
+    )
+    sub.add_argument(
+        "--dtypes",
+        type=_names,
+        default=None,
+        help=f"comma-separated input dtypes (default: {','.join(DEFAULT_DTYPES)})",
+    )
+    sub.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="also load them on every worker of this dask.distributed scheduler",
+    )
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 # --------------------------------------------------------------------------- reading
@@ -352,8 +382,9 @@ def _reduction_chunks(shape: tuple[int, ...], axis: int, whole_axis: bool = Fals
     return tuple(chunks)
 
 
-def build_result(args, data):
-    """The lazy result of the operation in `args` on the Dask array `data`."""
+def build_result(args, data, mask=None):
+    """The lazy result of the operation in `args` on the Dask array `data` (and, for
+    "mask", the Dask array `mask`, read from ``args.mask`` if None)."""
     from . import _dask
 
     operation = args.operation
@@ -367,7 +398,8 @@ def build_result(args, data):
         window = args.window[0] if len(args.window) == 1 else args.window
         return _dask.density_map(data, window, args.mode, args.threshold, args.edge)
     if operation == "mask":
-        mask = read_array(args.mask, role="mask")
+        if mask is None:
+            mask = read_array(args.mask, role="mask")
         return _dask.apply_mask(data, mask, args.fill)
     if operation == "gradient":
         function = _dask.gradient_magnitude if args.magnitude else _dask.gradient_vectors
@@ -450,7 +482,8 @@ def _replace(finished: Path, output: Path, scratch: Path) -> None:
 
 
 def _computer(args):
-    """A function computing a Dask collection with a progress bar, and a closer."""
+    """Functions computing a Dask collection with a progress bar, running a function on
+    every worker (or here), and closing."""
     import dask
 
     if args.scheduler:
@@ -478,7 +511,7 @@ def _computer(args):
                 print(file=sys.stdout)
             return future.result()
 
-        return compute, client.close
+        return compute, client.run, client.close
 
     from dask.diagnostics import ProgressBar
 
@@ -488,11 +521,69 @@ def _computer(args):
         with ProgressBar():
             return dask.compute(collection)[0]
 
-    return compute_local, lambda: None
+    return compute_local, lambda function: function(), lambda: None
+
+
+def _wait_for_kernels() -> None:
+    """A batch job waits for the kernels it needs to compile, rather than run the slower
+    portable path (unless NAPARI_VOXELWISE_COMPILE says otherwise)."""
+    from . import _dispatch
+
+    if _dispatch.MODE_VARIABLE not in os.environ:
+        _dispatch.set_compile_mode("wait")
+
+
+def _prepare_kernels(options: dict, shape: tuple, dtype: str, mask_shape) -> None:
+    """Run the operation of `options` on one chunk of zeros of `shape` and `dtype`.
+
+    This compiles (once per install, in the compiler process) and loads every kernel
+    the computation needs, before its graph runs: here, or in each worker of a cluster,
+    so that workers do not compile mid-graph.
+    """
+    import dask.array as da
+
+    _wait_for_kernels()
+    args = argparse.Namespace(**options)
+    data = da.zeros(shape, dtype, chunks=shape)
+    mask = None if mask_shape is None else da.ones(mask_shape, bool, chunks=mask_shape)
+    build_result(args, data, mask).compute(scheduler="synchronous")
+
+
+def _warm_here(operations, dtypes) -> None:
+    from . import _dispatch
+
+    _wait_for_kernels()
+    _dispatch.warmup(operations, dtypes)
+
+
+def _run_warmup(args) -> None:
+    import time
+
+    from . import _dispatch
+
+    began = time.perf_counter()
+    warm = partial(_warm_here, args.operations, args.dtypes)
+    try:
+        warm()  # checks the names before any cluster is involved
+    except _dispatch.CompileError as exc:
+        raise CommandError(f"compiling failed: {_one_line(exc)}") from exc
+    if not _dispatch.numba_ready():
+        raise CommandError("numba is not available: computations take the portable path")
+    if args.scheduler:
+        _, on_every_worker, close = _computer(args)
+        try:
+            on_every_worker(warm)
+        finally:
+            close()
+    where = " and on every worker" if args.scheduler else ""
+    print(f"kernels compiled and loaded{where} in {time.perf_counter() - began:.1f} s")
 
 
 def run(args) -> None:
     """Run the parsed command `args` (raises CommandError for the user's mistakes)."""
+    if args.operation == "warmup":
+        _run_warmup(args)
+        return
     try:
         import dask.array  # noqa: F401
     except ImportError:
@@ -507,10 +598,20 @@ def run(args) -> None:
         whole = getattr(args, "statistic", None) == "median"
         chunks = partial(_reduction_chunks, axis=args.axis, whole_axis=whole)
     data = read_array(args.input, chunks, args.component)
-    result = build_result(args, data)
+    mask = read_array(args.mask, role="mask") if args.operation == "mask" else None
+    result = build_result(args, data, mask)
     if args.output.suffix.lower() == ".csv" and result.ndim != 1:
         raise CommandError("a .csv output holds a 1-D result (norms) only")
-    compute, close = _computer(args)
+    _wait_for_kernels()
+    compute, on_every_worker, close = _computer(args)
+    first_chunk = tuple(int(sizes[0]) for sizes in data.chunks)
+    mask_shape = None if mask is None else tuple(mask.shape)
+    prepare = partial(_prepare_kernels, vars(args), first_chunk, data.dtype.str, mask_shape)
+    try:
+        on_every_worker(prepare)
+    except BaseException:
+        close()
+        raise
     output = args.output
     temporary = Path(
         tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import __version__
 
@@ -416,3 +416,55 @@ def _drive(steps):
     except Exception as error:  # reported on the GUI thread, never as a dialog
         return _Failure(error)
     return result
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def prepare_kernels(operations: Sequence[str], dtype) -> None:
+    """Have the kernels of `operations` for `dtype` compiled (in the compiler process) and
+    loaded, in the background, with an entry in napari's activity dock meanwhile.
+
+    Panels call it when they open and when their layer changes, so that a Run finds its
+    kernels ready. Only in the mode "background": in "wait" a run compiles what it needs,
+    in "off" nothing is compiled.
+    """
+    from . import _dispatch
+
+    if _dispatch.compile_mode() != "background":
+        return
+    _CompilingProgress.listen()
+    _dispatch.warmup(list(operations), [dtype], wait=False)
+
+
+class _CompilingProgress:
+    """The activity dock's entries for background compiling, one per job."""
+
+    _listening = False
+    _bars: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def listen(cls) -> None:
+        from . import _dispatch
+
+        if not cls._listening:
+            cls._listening = True
+            _dispatch.add_listener(cls._on_event)
+
+    @staticmethod
+    def _on_event(event: str, description: str) -> None:
+        # called from the compiling thread: napari's progress lives on the GUI thread
+        from superqt.utils import ensure_main_thread
+
+        ensure_main_thread(_CompilingProgress._show)(event, description)
+
+    @classmethod
+    def _show(cls, event: str, description: str) -> None:
+        from napari.utils import progress
+
+        if event == "compiling" and description not in cls._bars:
+            cls._bars[description] = progress(total=0, desc=f"Compiling kernels: {description}")
+        elif event in ("ready", "failed"):
+            bar = cls._bars.pop(description, None)
+            if bar is not None:
+                bar.close()

@@ -12,6 +12,7 @@ from functools import partial
 
 import numpy as np
 
+from . import _dispatch, _portable
 from . import _validation as check
 from ._blocks import view_3d, view_4d
 from ._plan import Plan, resolve_workers, split_range, task_count
@@ -170,21 +171,28 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
     else:
         denominator = np.float32(window_volume)
     from . import _kernels
-    from ._kernels.density import group_sums, window_sums
 
-    kernel = window_sums if mode == "sliding" else group_sums
     # bool is read as uint8 and float16 as float32 by the kernels
     data = image.view(np.uint8) if image.dtype == np.bool_ else image
     work_dtype = check.compute_dtype(data.dtype)
     first_threshold, first_mode = _prepared_threshold(work_dtype, threshold)
     no_threshold = np.uint8(0)  # unused by the passes that add counts (its type is fixed)
+    kernels = _dispatch.numba_ready()
 
-    fused = None
-    if mode == "block" and work_dtype == data.dtype and all(w == 1 for w in sizes[:-3]):
+    fused = None  # the one-pass kernel; without kernels the general plan is the faster one
+    one_pass = mode == "block" and work_dtype == data.dtype and all(w == 1 for w in sizes[:-3])
+    if kernels and one_pass:
         fused = view_4d(data)
     if fused is not None:
         return _fused_block_plan(
-            fused, sizes, out, first_threshold, first_mode, edge == "pad", count_dtype, workers
+            fused,
+            sizes,
+            out,
+            (threshold, first_threshold, first_mode),
+            edge,
+            count_dtype,
+            workers,
+            kernels,
         )
 
     last_pass = max(axis for axis, size in enumerate(sizes) if size > 1 or axis == 0)
@@ -196,13 +204,17 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
     head = (slice(None),) * split_axis
     parts = task_count(image.nbytes, out_shape[split_axis], workers)
 
-    def compute_rows(start: int, stop: int):
+    def input_rows(start: int, stop: int) -> slice:
         size = sizes[split_axis]
         if mode == "block":
-            rows = slice(start * size, min(stop * size, image.shape[split_axis]))
-        else:
-            rows = slice(start, stop + size - 1)
-        counts = data[(*head, rows)]
+            return slice(start * size, min(stop * size, image.shape[split_axis]))
+        return slice(start, stop + size - 1)
+
+    def compute_rows(start: int, stop: int):
+        from ._kernels.density import group_sums, window_sums
+
+        kernel = window_sums if mode == "sliding" else group_sums
+        counts = data[(*head, input_rows(start, stop))]
         if counts.dtype != work_dtype:
             counts = counts.astype(work_dtype)
         threshold_, mode_ = first_threshold, first_mode
@@ -242,10 +254,17 @@ def density_plan(image, window=3, mode="block", threshold=0, edge="trim", *, wor
         part_denominator = denominator[region] if np.ndim(denominator) else denominator
         np.divide(counts, part_denominator, out=out[region], dtype=np.float32)
 
-    tasks = [
-        partial(compute_rows, start, stop)
-        for start, stop in split_range(out_shape[split_axis], parts)
-    ]
+    def compute_rows_portable(start: int, stop: int):
+        piece = image[(*head, input_rows(start, stop))]
+        out[(*head, slice(start, stop))] = _portable.density_map(
+            piece, sizes, mode, threshold, edge
+        )
+
+    ranges = split_range(out_shape[split_axis], parts)
+    tasks = _dispatch.tasks(
+        [partial(compute_rows, *rows) for rows in ranges] if kernels else None,
+        [partial(compute_rows_portable, *rows) for rows in ranges],
+    )
     return Plan.from_tasks(tasks, lambda: out, workers, f"{mode} density")
 
 
@@ -255,15 +274,16 @@ def _view_as(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     return view if np.may_share_memory(view, array) else None
 
 
-def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, workers) -> Plan:
+def _fused_block_plan(source, sizes, out, thresholds, edge, count_dtype, workers, kernels) -> Plan:
     """Block mode in one pass: the rows of each block row are counted in cache, then divided.
 
     `source` is the image as (T, Z, Y, X) (leading axes with window 1 merged
     into T); each task handles a range of output rows (T, Zo, Yo merged).
+    `thresholds` is (the threshold, and as `_prepared_threshold` gives it).
     """
     from ._kernels import COUNT_ABOVE, COUNT_ALL
-    from ._kernels.density import block_density
 
+    original, threshold, mode = thresholds
     if mode != COUNT_ABOVE:  # a threshold outside an integer dtype's range counts all or none
         value = 1.0 if mode == COUNT_ALL else 0.0
         return Plan.from_tasks([partial(out.fill, value)], lambda: out, 1, "block density")
@@ -277,8 +297,25 @@ def _fused_block_plan(source, sizes, out, threshold, mode, pad, count_dtype, wor
     parts = task_count(work, rows, workers)
 
     def compute_rows(start: int, stop: int):
+        from ._kernels.density import block_density
+
         acc = np.zeros(-(-source.shape[3] // 8) * 8, count_dtype)  # whole 8-byte words
+        pad = edge == "pad"
         block_density(source, wz, wy, wx, threshold, pad, volume, acc, out4, start, stop)
 
-    tasks = [partial(compute_rows, a, b) for a, b in split_range(rows, parts)]
+    def compute_rows_portable(start: int, stop: int):
+        heights = out4.shape[2]
+        for plane in range(start // heights, (stop - 1) // heights + 1):  # (t, zo) planes
+            t, zo = divmod(plane, out4.shape[1])
+            y0 = max(start - plane * heights, 0)
+            y1 = min(stop - plane * heights, heights)
+            piece = source[t, zo * wz : (zo + 1) * wz, y0 * wy : y1 * wy]
+            density = _portable.density_map(piece, (wz, wy, wx), "block", original, edge)
+            out4[t, zo, y0:y1] = density[0]
+
+    ranges = split_range(rows, parts)
+    tasks = _dispatch.tasks(
+        [partial(compute_rows, *pair) for pair in ranges] if kernels else None,
+        [partial(compute_rows_portable, *pair) for pair in ranges],
+    )
     return Plan.from_tasks(tasks, lambda: out, workers, "block density")

@@ -31,6 +31,7 @@ from itertools import combinations_with_replacement
 
 import numpy as np
 
+from . import _dispatch, _portable
 from . import _validation as check
 from ._blocks import frozen
 from ._plan import Plan, resolve_workers, run_tasks, split_range, task_count
@@ -471,8 +472,9 @@ def _derivative_plan(
 ) -> Plan:
     """Plan computing derivative components slab by slab along axis 0.
 
-    ``consume(start, stop, components)`` stores the components of rows
-    ``start:stop`` (a dict from order tuples to arrays) into the result.
+    ``consume(start, stop, components, kernels)`` stores the components of rows
+    ``start:stop`` (a dict from order tuples to arrays) into the result, with the
+    kernels or (`kernels` False) the portable path.
     """
     work_dtype = check.result_float_dtype(volume.dtype)
     length = volume.shape[0]
@@ -488,30 +490,39 @@ def _derivative_plan(
         ]
         halo = filters[0].radius
 
-    def compute_slab(start: int, stop: int):
+    def compute_slab(kernels: bool, start: int, stop: int):
         if filters is None:  # the kernel gives NaN next to inf or NaN itself
             first, last = max(start - halo, 0), min(stop + halo, length)
             extended = np.ascontiguousarray(volume[first:last], dtype=work_dtype)
-            components = _difference_components(
-                extended, start - first, stop - start, spacing, orders
-            )
+            offset = start - first
         else:
             if start - halo >= 0 and stop + halo <= length:
                 rows = volume[start - halo : stop + halo]
             else:
                 rows = volume[reflect_index(start - halo, stop + halo, length)]
             extended = np.ascontiguousarray(rows, dtype=work_dtype)
+            offset = halo
+        if not kernels:  # the whole slab, then its own rows (the halo gave them context)
+            components = _portable.derivatives(extended, orders, sigma, spacing, truncate)
+            components = {o: c[offset : offset + stop - start] for o, c in components.items()}
+        elif filters is None:
+            components = _difference_components(extended, offset, stop - start, spacing, orders)
+        else:
             components = _gaussian_components(extended, halo, filters, orders)
             if check_finite and not np.isfinite(extended).all():
                 for component in components.values():
                     component[~np.isfinite(component)] = np.nan
-        consume(start, stop, components)
+        consume(start, stop, components, kernels)
 
     work = volume.size * cost_per_voxel * work_dtype.itemsize
     parts = task_count(work, length, workers)
     if halo:  # keep slabs at least as thick as the halo when there are enough of them
         parts = max(min(parts, length // halo), min(workers, length))
-    tasks = [partial(compute_slab, a, b) for a, b in split_range(length, parts)]
+    slabs = split_range(length, parts)
+    tasks = _dispatch.tasks(
+        [partial(compute_slab, True, a, b) for a, b in slabs] if _dispatch.numba_ready() else None,
+        [partial(compute_slab, False, a, b) for a, b in slabs],
+    )
     return Plan.from_tasks(tasks, finish, workers, description)
 
 
@@ -558,7 +569,6 @@ def gradient_plan(
     volume, spacing=None, sigma=None, *, truncate=4.0, magnitude=False, workers=None
 ) -> Plan:
     """Checked, ready-to-run plan of :func:`gradient_vectors` or :func:`gradient_magnitude`."""
-    from ._kernels.filters import interleave, vector_norms
 
     volume = _check_volume(volume)
     sigma, spacing, truncate = _check_scales(volume, sigma, spacing, truncate)
@@ -568,7 +578,16 @@ def gradient_plan(
     orders = [tuple(int(a == b) for b in range(ndim)) for a in range(ndim)]
     out = np.empty(volume.shape if magnitude else (*volume.shape, ndim), dtype)
 
-    def consume(start, stop, components):
+    def consume(start, stop, components, kernels):
+        if not kernels:
+            vectors = np.stack([components[o] for o in orders], axis=-1)
+            if magnitude:  # the length of each vector, summed in float64
+                out[start:stop] = np.sqrt(np.square(vectors, dtype=np.float64).sum(axis=-1))
+            else:
+                out[start:stop] = vectors
+            return
+        from ._kernels.filters import interleave, vector_norms
+
         parts = _flat_parts(components, orders)
         if magnitude:
             vector_norms(parts, out[start:stop].reshape(-1))
@@ -603,7 +622,6 @@ def _hessian_orders(ndim: int) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
 
 def hessian_plan(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None) -> Plan:
     """Checked, ready-to-run plan of :func:`hessian_matrix` (see there)."""
-    from ._kernels.filters import interleave
 
     volume = _check_volume(volume)
     sigma, spacing, truncate = _check_scales(volume, sigma, spacing, truncate)
@@ -616,7 +634,13 @@ def hessian_plan(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None)
     # the (i, j) and (j, i) entries of each matrix, row by row, come from one component
     entries = [pairs_by_index[min(i, j), max(i, j)] for i in range(ndim) for j in range(ndim)]
 
-    def consume(start, stop, components):
+    def consume(start, stop, components, kernels):
+        if not kernels:
+            matrices = np.stack([components[o] for o in entries], axis=-1)
+            out[start:stop] = matrices.reshape(*matrices.shape[:-1], ndim, ndim)
+            return
+        from ._kernels.filters import interleave
+
         parts = _flat_parts(components, entries)
         interleave(parts, out[start:stop].reshape(-1, ndim * ndim))
 
@@ -639,10 +663,6 @@ def hessian_eigenvalues_plan(
 ) -> Plan:
     """Checked, ready-to-run plan of :func:`hessian_eigenvalues` (see there)."""
     from . import _kernels
-    from ._kernels.eigenvalues import (
-        symmetric2_eigenvalues_interleaved,
-        symmetric3_eigenvalues_interleaved,
-    )
 
     volume = _check_volume(volume)
     if volume.ndim not in (2, 3):
@@ -661,14 +681,22 @@ def hessian_eigenvalues_plan(
         "abs": _kernels.ORDER_ABS,
     }[order]
     out = np.empty((*volume.shape, ndim), check.result_float_dtype(volume.dtype))
-    solver = (
-        symmetric3_eigenvalues_interleaved if ndim == 3 else symmetric2_eigenvalues_interleaved
-    )
+    unique = [orders for _, orders in pairs]
 
-    def consume(start, stop, components):
-        flat = _flat_parts(components, [orders for _, orders in pairs])
+    def consume(start, stop, components, kernels):
+        if not kernels:
+            parts = [components[orders] for orders in unique]
+            out[start:stop] = _portable.symmetric_eigenvalues(parts, order, out.dtype)
+            return
+        from ._kernels import eigenvalues
+
+        solver = (
+            eigenvalues.symmetric3_eigenvalues_interleaved
+            if ndim == 3
+            else eigenvalues.symmetric2_eigenvalues_interleaved
+        )
         # straight into the result (a view: `out` is C-contiguous), block by block
-        solver(*flat, order_code, out[start:stop].reshape(-1, ndim))
+        solver(*_flat_parts(components, unique), order_code, out[start:stop].reshape(-1, ndim))
 
     return _derivative_plan(
         volume,

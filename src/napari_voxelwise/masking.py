@@ -13,6 +13,7 @@ from functools import partial
 
 import numpy as np
 
+from . import _dispatch, _portable
 from . import _validation as check
 from ._blocks import boxes, frozen, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, split_range, task_count
@@ -132,6 +133,11 @@ def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
     target3 = target.reshape(frames, packed.shape[1], features)
     source3 = view_3d(source, 1)  # (frames, points, features) without a copy, if possible
 
+    def pack_frames_portable(first: int, last: int):
+        selected, _ = _portable.mask_filter(points[first:last], mask[first:last], fill_value)
+        target[first:last] = fill  # the fill value in the raw dtype
+        packed[first:last, : selected.shape[1]] = selected
+
     def pack_frames(first: int, last: int):
         from ._kernels.masks import pack_selected
 
@@ -144,7 +150,11 @@ def mask_filter_plan(points, mask, fill_value=np.nan, *, workers=None) -> Plan:
             pack_selected(block, mask[first:last], 0, last - first, fill, target3[first:last])
 
     parts = task_count(points.nbytes, frames, workers)
-    tasks = [partial(pack_frames, a, b) for a, b in split_range(frames, parts)]
+    ranges = split_range(frames, parts)
+    tasks = _dispatch.tasks(
+        [partial(pack_frames, *pair) for pair in ranges] if _dispatch.numba_ready() else None,
+        [partial(pack_frames_portable, *pair) for pair in ranges],
+    )
     return Plan.from_tasks(tasks, lambda: (packed, counts), workers, "mask filter")
 
 
@@ -169,15 +179,26 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
     target2 = target.reshape(rows, columns)
     parts = task_count(image.nbytes, image.size, workers)
 
+    kernels = _dispatch.numba_ready()
     if source.flags.c_contiguous:  # (rows, columns) views: the kernel reads the image in place
         source2 = frozen(source.reshape(rows, columns))
+        image2 = image.reshape(rows, columns)
 
         def mask_box(r0, r1, c0, c1):
             from ._kernels.masks import masked_copy
 
             masked_copy(source2, inside, fill, r0, r1, c0, c1, target2)
 
-        tasks = [partial(mask_box, *box) for box in boxes(rows, columns, parts)]
+        def mask_box_portable(r0, r1, c0, c1):
+            out2 = out.reshape(rows, columns)
+            part = _portable.apply_mask(image2[r0:r1, c0:c1], inside[c0:c1], fill_value)
+            out2[r0:r1, c0:c1] = part
+
+        pieces = boxes(rows, columns, parts)
+        tasks = _dispatch.tasks(
+            [partial(mask_box, *box) for box in pieces] if kernels else None,
+            [partial(mask_box_portable, *box) for box in pieces],
+        )
     else:  # other layouts: copy one block at a time
 
         def mask_block(index):
@@ -199,7 +220,14 @@ def apply_mask_plan(image, mask, fill_value=0, *, workers=None) -> Plan:
             )
             target[index] = result
 
-        tasks = [partial(mask_block, index) for index in nd_blocks(image.shape, parts)]
+        def mask_block_portable(index):
+            out[index] = _portable.apply_mask(image[index], mask[index[leading:]], fill_value)
+
+        pieces = nd_blocks(image.shape, parts)
+        tasks = _dispatch.tasks(
+            [partial(mask_block, index) for index in pieces] if kernels else None,
+            [partial(mask_block_portable, index) for index in pieces],
+        )
     return Plan.from_tasks(tasks, lambda: out, workers, "apply mask")
 
 

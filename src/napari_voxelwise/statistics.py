@@ -12,6 +12,7 @@ from functools import partial
 
 import numpy as np
 
+from . import _dispatch, _portable
 from . import _validation as check
 from ._blocks import boxes, frozen, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, task_count
@@ -355,27 +356,40 @@ def statistic_plan(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
     out = np.empty(out_shape, out_dtype)
     outer, inner = math.prod(stack.shape[:axis]), math.prod(stack.shape[axis + 1 :])
     out2 = _kernel_view(out).reshape(outer, inner)
-    reduce = _box_reducer(statistic, ddof, skipna)
+    reduce = _box_reducer(statistic, ddof, skipna) if _dispatch.numba_ready() else None
+    portable = partial(_portable_box, statistic, ddof, skipna)
     count = task_count(_task_bytes(stack.nbytes, statistic), outer * inner, workers)
 
     data = _kernel_view(stack)
     x3 = view_3d(data, axis) if data.dtype != np.float16 else None
     if x3 is not None:
-        tasks = [partial(reduce, x3, *box, out2) for box in boxes(outer, inner, count)]
+        pieces = [(x3, *box, out2) for box in boxes(outer, inner, count)]
     else:
         # Not viewable as (outer, n, inner), or float16: copy one block at a time.
         work_dtype = check.compute_dtype(data.dtype)
 
-        def reduce_block(index):
+        def reduce_block(reducer, index):
             block = np.ascontiguousarray(data[index], dtype=work_dtype)
             block3 = view_3d(block, axis)
             result = np.empty((block3.shape[0], block3.shape[2]), check.compute_dtype(out_dtype))
-            reduce(block3, 0, block3.shape[0], 0, block3.shape[2], _kernel_view(result))
+            reducer(block3, 0, block3.shape[0], 0, block3.shape[2], _kernel_view(result))
             out_index = index[:axis] + index[axis + 1 :]
             out[out_index] = result.reshape(out[out_index].shape)
 
-        tasks = [partial(reduce_block, index) for index in nd_blocks(stack.shape, count, axis)]
+        pieces = [(index,) for index in nd_blocks(stack.shape, count, axis)]
+        reduce = reduce and partial(reduce_block, reduce)
+        portable = partial(reduce_block, portable)
+    tasks = _dispatch.tasks(
+        reduce and [partial(reduce, *piece) for piece in pieces],
+        [partial(portable, *piece) for piece in pieces],
+    )
     return Plan.from_tasks(tasks, lambda: out, workers, f"{statistic} along axis {axis}")
+
+
+def _portable_box(statistic, ddof, skipna, x3, o0, o1, j0, j1, out2) -> None:
+    """The portable twin of a `_box_reducer` function."""
+    box = x3[o0:o1, :, j0:j1]
+    out2[o0:o1, j0:j1] = _portable.axis_statistic(box, statistic, 1, ddof, skipna)
 
 
 def _check_ord(ord) -> float:
@@ -416,7 +430,6 @@ def _add_numpy_powers(x3, o0, o1, j0, j1, power, partial_sums) -> None:
 def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
     """Checked, ready-to-run plan of :func:`frame_norms` (see there)."""
     from . import _kernels
-    from ._kernels.norms import frame_norm_partials, frame_norm_partials_flat
 
     stack = check.as_numeric_array(stack, "stack")
     axis = check.normalize_axis(axis, stack.ndim)
@@ -442,40 +455,54 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
     # Orders the kernels cannot raise by repeated squaring (2.7, say) take NumPy's power,
     # vectorised where numba's is one `pow` call per value (5x slower on this machine).
     numpy_powers = kind == _kernels.NORM_POWER and not _kernels.by_squaring(power)
+    kernels = not numpy_powers and _dispatch.numba_ready()
 
     def accumulate(x, o0, o1, j0, j1, frames: slice):
+        from ._kernels.norms import frame_norm_partials
+
         partial_sums = np.zeros(x.shape[1])
-        if numpy_powers:
-            _add_numpy_powers(x, o0, o1, j0, j1, power, partial_sums)
-        else:
-            frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial_sums)
+        frame_norm_partials(x, o0, o1, j0, j1, kind, power, single, partial_sums)
         partials.append((frames, partial_sums))  # list.append is atomic
 
+    def accumulate_portable(x, o0, o1, j0, j1, frames: slice):
+        if numpy_powers:
+            partial_sums = np.zeros(x.shape[1])
+            _add_numpy_powers(x, o0, o1, j0, j1, power, partial_sums)
+        else:
+            partial_sums = _portable.frame_norm_partials(x[o0:o1, :, j0:j1], 1, power)
+        partials.append((frames, partial_sums))
+
+    whole = slice(0, length)
     if x3 is not None and x3.shape[2] == 1 and x3.flags.c_contiguous and not numpy_powers:
         # frames interleaved (reduced along the last axis): one long vectorised loop per task
         flat = x3.reshape(-1)
 
         def accumulate_flat(o0, o1):
+            from ._kernels.norms import frame_norm_partials_flat
+
             partial_sums = np.zeros(length)
             frame_norm_partials_flat(
                 flat, o0 * length, o1 * length, length, kind, power, single, partial_sums
             )
-            partials.append((slice(0, length), partial_sums))
+            partials.append((whole, partial_sums))
 
-        tasks = [partial(accumulate_flat, o0, o1) for o0, o1, _, _ in boxes(x3.shape[0], 1, count)]
+        pieces = [(x3, o0, o1, 0, 1, whole) for o0, o1, _, _ in boxes(x3.shape[0], 1, count)]
+        kernel_tasks = [partial(accumulate_flat, *piece[1:3]) for piece in pieces]
+        portable_tasks = [partial(accumulate_portable, *piece) for piece in pieces]
     elif x3 is not None:
-        whole = slice(0, length)
-        tasks = [
-            partial(accumulate, x3, *box, whole) for box in boxes(x3.shape[0], x3.shape[2], count)
-        ]
+        pieces = [(x3, *box, whole) for box in boxes(x3.shape[0], x3.shape[2], count)]
+        kernel_tasks = [partial(accumulate, *piece) for piece in pieces]
+        portable_tasks = [partial(accumulate_portable, *piece) for piece in pieces]
     else:
         work_dtype = check.compute_dtype(data.dtype)
 
-        def accumulate_block(index):
+        def accumulate_block(accumulator, index):
             block3 = view_3d(np.ascontiguousarray(data[index], dtype=work_dtype), axis)
-            accumulate(block3, 0, block3.shape[0], 0, block3.shape[2], index[axis])
+            accumulator(block3, 0, block3.shape[0], 0, block3.shape[2], index[axis])
 
-        tasks = [partial(accumulate_block, index) for index in nd_blocks(stack.shape, count)]
+        indices = nd_blocks(stack.shape, count)
+        kernel_tasks = [partial(accumulate_block, accumulate, index) for index in indices]
+        portable_tasks = [partial(accumulate_block, accumulate_portable, i) for i in indices]
 
     def finish():
         totals = np.zeros(length)
@@ -490,4 +517,5 @@ def frame_norms_plan(stack, axis=-1, ord=2, *, workers=None) -> Plan:
             return totals ** (1.0 / power)
         return totals
 
+    tasks = _dispatch.tasks(kernel_tasks if kernels else None, portable_tasks)
     return Plan.from_tasks(tasks, finish, workers, f"norm of each frame along axis {axis}")

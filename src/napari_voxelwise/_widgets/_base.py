@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import Container, Label, PushButton
 
-from .._runner import Job, Runner, available_memory
+from .._runner import Job, Runner, available_memory, prepare_kernels
 
 #: peak bytes of a chunked run besides its result, per chunk in flight (input, temporaries)
 CHUNK_WORK_FACTOR = 4
@@ -40,6 +40,18 @@ class Panel(Container):
         self.run_button.changed.connect(self.run)
         runner = self.runner
         self.native.destroyed.connect(lambda *_: runner.close())
+
+    def prepare_kernels(self, picker, operations: tuple[str, ...]) -> None:
+        """Have the kernels of `operations` ready for the dtype of the layer chosen in
+        `picker`: now, and whenever the choice changes (see `_runner.prepare_kernels`)."""
+
+        def prepare(*_):
+            layer = picker.value
+            if layer is not None:
+                prepare_kernels(operations, layer_data(layer).dtype)
+
+        picker.changed.connect(prepare)
+        prepare()
 
     def run(self) -> None:
         """Start a run, or cancel the one in progress (the button's action)."""

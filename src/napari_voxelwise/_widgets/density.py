@@ -156,6 +156,7 @@ class DensityPanel(Panel):
         self._watched_layer = None
 
         follow_layers(viewer, self)
+        self.prepare_kernels(self.layer_combo, ("density",))
         self.layer_combo.changed.connect(self._on_layer_changed)
         for widget in (self.threshold_spin, self.window_edit, self.mode_combo, self.edge_combo):
             widget.changed.connect(self.schedule_live_update)

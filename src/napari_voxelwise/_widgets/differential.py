@@ -76,6 +76,9 @@ def _fits(layer) -> bool:
 class _DerivativePanel(Panel):
     """What both panels share: the image picker, sigma and the frame-by-frame plan."""
 
+    #: the warm-up operation of the panel's kernels (see `Panel.prepare_kernels`)
+    kernel_operation = "hessian"
+
     def __init__(self, viewer, sigma: FloatSpinBox, widgets: list):
         self.image = layer_picker(
             viewer,
@@ -93,6 +96,7 @@ class _DerivativePanel(Panel):
         )
         super().__init__(viewer, [self.image, self.sigma, self.sigma_in_voxels, *widgets])
         follow_layers(viewer, self)
+        self.prepare_kernels(self.image, (self.kernel_operation,))
 
     def _source(self):
         """(layer, data, number of spatial axes, spacing) of the chosen image."""
@@ -351,6 +355,8 @@ class GradientPanel(_DerivativePanel):
     viewer : napari.viewer.Viewer
         The viewer whose layers the panel reads and where the results go.
     """
+
+    kernel_operation = "gradient"
 
     def __init__(self, viewer: napari.viewer.Viewer):
         sigma = sigma_box(

@@ -105,6 +105,7 @@ class MaskPanel(Panel):
             viewer, [self.target, self.mask, self.label_value, self.fill_value, self.crop]
         )
         follow_layers(viewer, self)
+        self.prepare_kernels(self.target, ("masking",))
         self.target.changed.connect(self._update_enabled)
         self.mask.changed.connect(self._update_enabled)
         self._update_enabled()

@@ -176,6 +176,7 @@ class StatisticsPanel(Panel):
         self.norms_button.changed.connect(self.run_norms)
         self.copy_button.changed.connect(self.copy_norms)
         follow_layers(viewer, self)
+        self.prepare_kernels(self.layer_combo, ("statistics", "norms"))
         viewer.dims.events.axis_labels.connect(self.axis_combo.reset_choices)
         self._update_ddof_enabled()
 
