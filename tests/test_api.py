@@ -40,7 +40,7 @@ def test_public_api_is_exported():
         assert "Parameters" in doc and "Returns" in doc and "Examples" in doc, name
 
 
-@pytest.mark.parametrize("module", CORE_MODULES)
+@pytest.mark.parametrize("module", [*CORE_MODULES, "_dispatch"])
 def test_docstring_examples_run(module):
     """Every example in the docstrings runs and prints what it shows."""
     imported = importlib.import_module(f"napari_voxelwise.{module}")

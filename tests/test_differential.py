@@ -17,7 +17,7 @@ from napari_voxelwise import (
     hessian_eigenvalues,
     hessian_matrix,
 )
-from napari_voxelwise._kernels import eigenvalues as eigen_kernels
+from napari_voxelwise._dispatch import compiled
 from napari_voxelwise.differential import gaussian_weights, reflect_index
 
 
@@ -241,7 +241,9 @@ def random_symmetric(count, ndim, eigenvalues, seed=0):
 
 
 def solve(matrices, order="descending"):
-    """Our closed-form solver on (M, n, n) matrices."""
+    """Our closed-form solver (the kernel) on (M, n, n) matrices."""
+    from napari_voxelwise._kernels import eigenvalues as eigen_kernels
+
     ndim = matrices.shape[-1]
     code = {"descending": 0, "ascending": 1, "abs": 2}[order]
     out = np.empty((ndim, matrices.shape[0]))
@@ -249,10 +251,11 @@ def solve(matrices, order="descending"):
     solver = (
         eigen_kernels.symmetric3_eigenvalues if ndim == 3 else eigen_kernels.symmetric2_eigenvalues
     )
-    solver(*upper, code, *out)
+    compiled(lambda: solver(*upper, code, *out))
     return out.T
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize(
     "eigenvalues",
     [
@@ -275,6 +278,7 @@ def test_closed_form_3x3_agrees_with_eigvalsh_on_degenerate_matrices(eigenvalues
     np.testing.assert_allclose(solve(matrices), expected, rtol=0, atol=1e-7 * scale)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("eigenvalues", [(3.0, -1.0), (1.0, 1.0), (0.0, 0.0), (1e30, -1e29)])
 def test_closed_form_2x2_agrees_with_eigvalsh(eigenvalues):
     matrices = random_symmetric(200, 2, eigenvalues)
@@ -284,6 +288,7 @@ def test_closed_form_2x2_agrees_with_eigvalsh(eigenvalues):
     np.testing.assert_allclose(solve(matrices), expected, rtol=0, atol=1e-12 * scale)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("count", [1, 511, 512, 513, 1500])
 @pytest.mark.parametrize("order", ["descending", "ascending", "abs"])
@@ -303,15 +308,18 @@ def test_interleaved_solvers_agree_with_eigvalsh(ndim, count, order):
     upper = [np.repeat(matrices[:, i, j], 2)[::2] for i in range(ndim) for j in range(i, ndim)]
     out = np.full((count, ndim), -7.0)
     code = {"descending": 0, "ascending": 1, "abs": 2}[order]
+    from napari_voxelwise._kernels import eigenvalues as eigen_kernels
+
     solver = (
         eigen_kernels.symmetric3_eigenvalues_interleaved
         if ndim == 3
         else eigen_kernels.symmetric2_eigenvalues_interleaved
     )
-    solver(*upper, code, out)
+    compiled(lambda: solver(*upper, code, out))
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-7 * 5 * 4)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_eigenvalue_orders(ndim):
     rng = np.random.default_rng(3)

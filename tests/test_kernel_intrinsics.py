@@ -22,6 +22,8 @@ from numba import njit
 
 from napari_voxelwise import _kernels, axis_statistic
 
+pytestmark = pytest.mark.kernels  # the kernels and their intrinsics themselves
+
 #: The family modules of `napari_voxelwise._kernels` (those not named with an underscore).
 FAMILIES = sorted(
     module.name for module in pkgutil.iter_modules(_kernels.__path__) if module.name[0] != "_"

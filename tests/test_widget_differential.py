@@ -275,27 +275,30 @@ def test_panels_open_from_the_plugin_menu(make_napari_viewer, display_name, pane
     assert_same_geometry(viewer.layers[name], layer)
 
 
-def test_the_gui_stays_responsive_during_a_long_run(viewer, errors):
-    """A Hessian run of at least 2 s: a 20 ms timer on the GUI thread never waits over 200 ms."""
-    import time
+RESPONSIVENESS = """
+import json, sys, time
+import numpy as np
+from qtpy.QtCore import QCoreApplication, QElapsedTimer, QTimer
+from qtpy.QtWidgets import QApplication
 
-    from qtpy.QtCore import QCoreApplication, QElapsedTimer, QTimer
+app = QApplication([])
+import napari.qt  # what napari's window imports: here before the clock starts, as in napari
+from napari.components import ViewerModel
 
-    frame = blobs((48, 96, 96), seed=9)
-    # Compile the kernels (or load them from the cache) now. A first compile is pure Python
-    # that competes with the GUI thread for the GIL (a 329 ms gap on a cold 2-core CI machine):
-    # once per install, since compiled kernels are cached, not once per run. The stack below
-    # is a read-only view: the kernels compiled for this writable frame serve it too.
-    hessian_eigenvalues(frame, 1.0)
-    start = time.perf_counter()
-    hessian_eigenvalues(frame, 1.0)
-    per_frame = max(time.perf_counter() - start, 1e-3)
-    frames = int(np.ceil(3.0 / per_frame))  # about 3 s of work, whatever the machine
-    viewer.add_image(np.broadcast_to(frame, (frames, *frame.shape)), name="t")
-    panel = HessianPanel(viewer)
-    panel.image.value = viewer.layers["t"]
-    panel.sigma.value = 1.0
+from napari_voxelwise import _dispatch
+from napari_voxelwise._widgets.differential import HessianPanel
 
+rng = np.random.default_rng(9)
+frame = np.zeros((48, 96, 96), np.float32)
+frame[rng.integers(0, 48, 60), rng.integers(0, 96, 60), rng.integers(0, 96, 60)] = 1
+viewer = ViewerModel()
+viewer.add_image(np.broadcast_to(frame, (int(sys.argv[1]), *frame.shape)), name="t")
+panel = HessianPanel(viewer)  # starts preparing its kernels in the background
+panel.image.value = viewer.layers["t"]
+panel.sigma.value = 1.0
+
+
+def measure():
     clock, gaps, last = QElapsedTimer(), [], [0]
     timer = QTimer()
     timer.setInterval(20)
@@ -306,6 +309,7 @@ def test_the_gui_stays_responsive_during_a_long_run(viewer, errors):
         last[0] = now
 
     timer.timeout.connect(tick)
+    before = _dispatch.task_counts()
     clock.start()
     timer.start()
     began = time.perf_counter()
@@ -314,6 +318,49 @@ def test_the_gui_stays_responsive_during_a_long_run(viewer, errors):
         QCoreApplication.processEvents()
     elapsed = time.perf_counter() - began
     timer.stop()
-    assert not errors and elapsed >= 2.0, (errors, elapsed)
-    assert len(viewer.layers) == 4  # the run finished with its three eigenvalue layers
-    assert max(gaps) < 200, f"largest gap {max(gaps)} ms over {len(gaps)} ticks"
+    after = _dispatch.task_counts()
+    paths = {path: after[path] - before[path] for path in after}
+    return {"gap": max(gaps), "ticks": len(gaps), "seconds": elapsed, "paths": paths}
+
+
+cold = measure()  # numba starts, and the kernels compile in another process, meanwhile
+began = time.perf_counter()
+while not _dispatch.background_idle() and time.perf_counter() - began < 240:
+    QCoreApplication.processEvents()
+    time.sleep(0.01)
+warm = measure()
+print(json.dumps({"cold": cold, "warm": warm, "layers": len(viewer.layers)}))
+"""
+
+
+def test_the_gui_stays_responsive_during_a_long_run(tmp_path):
+    """A Hessian run of a time-lapse in a new process with an empty kernel cache, then again
+    once its kernels are compiled: a 20 ms timer on the GUI thread never waits over 200 ms.
+
+    Cold, the run takes the portable path while numba starts and the kernels compile in
+    another process; warm, it runs on the kernels. Nothing of ours compiles or computes on
+    the GUI thread, and the result layers are added one per turn of the event loop.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    environment.pop("NAPARI_VOXELWISE_COMPILE")  # the default: background
+    done = subprocess.run(
+        [sys.executable, "-c", RESPONSIVENESS, "8"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    cold, warm = report["cold"], report["warm"]
+    assert cold["paths"]["portable"] > 0 and cold["paths"]["kernels"] == 0, cold
+    assert warm["paths"]["kernels"] > 0 and warm["paths"]["portable"] == 0, warm
+    assert report["layers"] == 4  # the time-lapse and its three eigenvalue layers
+    for run in (cold, warm):
+        assert run["seconds"] > 0.2 and run["ticks"] > 5, run
+        assert run["gap"] < 200, f"largest gap {run['gap']} ms over {run['ticks']} ticks"

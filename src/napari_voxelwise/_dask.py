@@ -57,6 +57,7 @@ from functools import partial
 import dask.array as da
 import numpy as np
 
+from . import _dispatch, _portable
 from . import _validation as check
 from . import density as _density
 from . import differential as _differential
@@ -256,9 +257,19 @@ def _float64_statistic(block, statistic, axis, skipna):
         block64 = block.astype(np.float64)
         return _statistics.axis_statistic(block64, statistic, axis, skipna=skipna, workers=1)
     result = np.empty((lines.shape[0], lines.shape[2]))
-    reduce = _statistics._box_reducer(statistic, 0, skipna)
-    reduce(lines, 0, lines.shape[0], 0, lines.shape[2], result)
+    whole = (lines, 0, lines.shape[0], 0, lines.shape[2], result)
+    kernel = _dispatch.numba_ready() and _statistics._box_reducer(statistic, 0, skipna)
+    (task,) = _dispatch.tasks(
+        [partial(kernel, *whole)] if kernel else None,
+        [partial(_portable_float64_statistic, statistic, skipna, *whole)],
+    )
+    task()
     return result.reshape(block.shape[:axis] + block.shape[axis + 1 :])
+
+
+def _portable_float64_statistic(statistic, skipna, lines, o0, o1, j0, j1, result):
+    box = lines[o0:o1, :, j0:j1]
+    result[o0:o1, j0:j1] = _portable.axis_statistic(box, statistic, 1, skipna=skipna, dtype=float)
 
 
 def _combine_moments(parts, axis=None, keepdims=True, computing_meta=False):

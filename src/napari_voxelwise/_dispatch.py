@@ -41,6 +41,7 @@ dock).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -60,6 +61,7 @@ __all__ = [
     "add_listener",
     "compile_mode",
     "kernels",
+    "portable_path",
     "remove_listener",
     "set_compile_mode",
     "tasks",
@@ -116,7 +118,14 @@ class CompileError(RuntimeError):
 
 
 def compile_mode() -> str:
-    """The current mode: ``"background"``, ``"wait"`` or ``"off"`` (see the module)."""
+    """How kernels missing from the cache are compiled now.
+
+    Returns
+    -------
+    str
+        ``"background"``, ``"wait"`` or ``"off"`` (see :func:`set_compile_mode`); the
+        environment variable ``NAPARI_VOXELWISE_COMPILE`` sets it at start.
+    """
     global _mode
     with _lock:
         if _mode is None:
@@ -136,9 +145,24 @@ def set_compile_mode(mode: str) -> str:
     Parameters
     ----------
     mode : {"background", "wait", "off"}
-        ``"background"``: calls take the portable path while a separate process
-        compiles the kernels they need; ``"wait"``: calls wait for that process and run
-        on the kernels; ``"off"``: nothing is compiled, kernels already cached are used.
+        ``"background"`` (the default): a call whose kernels are not compiled yet runs
+        on the portable path while a separate low-priority process compiles them; later
+        calls use them. ``"wait"``: the call waits for that process and runs on the
+        kernels (for benchmarks and long batch jobs). ``"off"``: nothing is compiled and
+        nothing runs in the background; kernels already in the cache are used.
+
+    Returns
+    -------
+    str
+        The previous mode.
+
+    Examples
+    --------
+    >>> import napari_voxelwise as vw
+    >>> previous = vw.set_compile_mode("wait")
+    >>> vw.compile_mode()
+    'wait'
+    >>> _ = vw.set_compile_mode(previous)
     """
     global _mode
     if mode not in MODES:
@@ -248,6 +272,8 @@ def numba_ready(wait: bool | None = None) -> bool:
     it in a background thread in mode "background".
     """
     global _numba_state
+    if getattr(_portable_only, "on", False):
+        return False
     if wait is None:
         wait = _compiling_here or compile_mode() != "background"
     with _lock:
@@ -266,6 +292,21 @@ def numba_ready(wait: bool | None = None) -> bool:
     return _numba_state == "ready"
 
 
+_portable_only = threading.local()
+
+
+@contextlib.contextmanager
+def portable_path():
+    """Within this context, computations started by this thread take the portable path
+    (for tests and benchmarks that compare the two paths)."""
+    before = getattr(_portable_only, "on", False)
+    _portable_only.on = True
+    try:
+        yield
+    finally:
+        _portable_only.on = before
+
+
 def kernels(family: str):
     """The kernel module `family` of :mod:`napari_voxelwise._kernels`, or None.
 
@@ -278,6 +319,20 @@ def kernels(family: str):
 
 
 # --------------------------------------------------------------------------- tasks
+
+
+_counts = {"kernels": 0, "portable": 0}
+
+
+def task_counts() -> dict[str, int]:
+    """How many tasks ran on kernels and on the portable path in this process so far."""
+    with _lock:
+        return dict(_counts)
+
+
+def _count(path: str) -> None:
+    with _lock:
+        _counts[path] += 1
 
 
 class _Choice:
@@ -304,7 +359,7 @@ def tasks(
     once its kernels returned).
     """
     if kernel_tasks is None:
-        return list(portable_tasks)
+        return [partial(_run_portable, task) for task in portable_tasks]
     if len(kernel_tasks) != len(portable_tasks):
         raise ValueError("every kernel task needs a portable twin")
     choice = _Choice()
@@ -314,10 +369,18 @@ def tasks(
     ]
 
 
+def _run_portable(portable_task):
+    result = portable_task()
+    _count("portable")
+    return result
+
+
 def _run_task(choice: _Choice, kernel_task, portable_task):
     while choice.kernels:
         try:
-            return kernel_task()
+            result = kernel_task()
+            _count("kernels")
+            return result
         except KernelsNotReady as missing:
             mode = compile_mode()
             if mode == "wait":
@@ -326,7 +389,20 @@ def _run_task(choice: _Choice, kernel_task, portable_task):
             choice.kernels = False
             if mode == "background":
                 _background.request(missing.request, missing.kernel)
-    return portable_task()
+    return _run_portable(portable_task)
+
+
+def compiled(kernel_task: Callable[[], object]):
+    """``kernel_task()``, a call of kernels, once its kernels are compiled: each missing one
+    is compiled by the compiler process first, whatever the mode (for tests and tools that
+    call kernels directly)."""
+    if not numba_ready(wait=True):
+        raise RuntimeError("numba is not available")
+    while True:
+        try:
+            return kernel_task()
+        except KernelsNotReady as missing:
+            _compiler.compile([missing.request])
 
 
 # --------------------------------------------------------------------------- numba types
@@ -485,6 +561,10 @@ class _Background:
         self._seen: set[str] = set()
         self._thread: threading.Thread | None = None
 
+    def idle(self) -> bool:
+        """Nothing asked for is still being compiled or loaded."""
+        return self._queue.unfinished_tasks == 0
+
     def request(self, request: dict, kernel: str) -> None:
         key = json.dumps(request, sort_keys=True)
         with _lock:
@@ -524,7 +604,11 @@ class _Background:
             batch = [item]
             while not self._queue.empty():  # everything asked for meanwhile, in one job
                 batch.append(self._queue.get())
-            self._compile(batch)
+            try:
+                self._compile(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     def _compile(self, batch) -> None:
         kernels_ = [item for item in batch if item[0] == "kernel"]
@@ -551,6 +635,11 @@ _background = _Background()
 
 
 # --------------------------------------------------------------------------- warm-up
+
+
+def background_idle() -> bool:
+    """Whether background compiling has nothing left to do (for tests and benchmarks)."""
+    return _background.idle()
 
 
 def warmup(

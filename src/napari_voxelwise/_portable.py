@@ -109,7 +109,7 @@ def _along(axis: int, index) -> tuple:
 # --------------------------------------------------------------------------- statistics
 
 
-def axis_statistic(x, statistic: str, axis: int, ddof: int = 0, skipna: bool = False):
+def axis_statistic(x, statistic: str, axis: int, ddof: int = 0, skipna: bool = False, dtype=None):
     """One statistic of every voxel along `axis`, as ``napari_voxelwise.axis_statistic``.
 
     Parameters
@@ -125,12 +125,14 @@ def axis_statistic(x, statistic: str, axis: int, ddof: int = 0, skipna: bool = F
     skipna : bool
         Leave NaNs out (float input only); a voxel without valid values gives
         NaN (0 for ``sum``). Otherwise NaN propagates.
+    dtype : dtype, optional
+        Result dtype of the statistics other than ``min`` and ``max``.
 
     Returns
     -------
     array, shape ``x.shape`` without `axis`
         ``min`` and ``max`` in the input dtype; the others float64 for float64
-        input, float32 otherwise, accumulated in float64.
+        input, float32 otherwise (or `dtype`), accumulated in float64.
     """
     xp = array_namespace(x)
     skipna = bool(skipna) and x.dtype.kind == "f"
@@ -141,7 +143,7 @@ def axis_statistic(x, statistic: str, axis: int, ddof: int = 0, skipna: bool = F
             result = _median(xp, x, axis, skipna)
         else:
             result = _moment(xp, x, statistic, axis, ddof, skipna)
-        return xp.asarray(result).astype(_float_dtype(xp, x.dtype))
+        return xp.asarray(result).astype(_float_dtype(xp, x.dtype) if dtype is None else dtype)
 
 
 def voxel_variance(x, axis: int, ddof: int = 0, skipna: bool = False):
@@ -178,13 +180,20 @@ def _moment(xp, x, statistic, axis, ddof, skipna):
     if skipna:
         deviations = xp.where(valid, deviations, 0.0)
     squares = (deviations * deviations).sum(axis=axis, keepdims=True)
+    unit = 1.0
+    if bool(xp.any(xp.isinf(squares) & xp.isfinite(mean))):
+        # deviations beyond 1e154 square to inf: in units of each line's largest deviation,
+        # the variance may overflow but the std and cv stay finite (as the kernels keep them)
+        unit = xp.max(xp.abs(deviations), axis=axis, keepdims=True)
+        unit = xp.where(xp.isfinite(unit) & (unit > 0), unit, 1.0)
+        scaled = deviations / unit
+        squares = (scaled * scaled).sum(axis=axis, keepdims=True)
     variance = squares / (count - ddof)
     if skipna:  # at most `ddof` valid values: NaN, as np.nanvar
         variance = xp.where(count > ddof, variance, math.nan)
-    variance = xp.squeeze(variance, axis=axis)
     if statistic == "var":
-        return variance
-    std = xp.sqrt(variance)
+        return xp.squeeze(variance * unit * unit, axis=axis)
+    std = xp.squeeze(xp.sqrt(variance) * unit, axis=axis)
     return std if statistic == "std" else std / xp.squeeze(mean, axis=axis)
 
 

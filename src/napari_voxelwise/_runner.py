@@ -135,6 +135,9 @@ class Runner:
         self._pending: Job | None = None
         self._closed = False
         self._kept_store = False
+        #: (job, outcome, specs still to add, layers added) while result layers are added
+        self._adding: tuple | None = None
+        self._finish_after_adding = False
         #: layers this runner created, by name and by (live slot, index): a rerun with the
         #: same parameters, or the next live run, updates them in place
         self._created: dict[Any, weakref.ReferenceType] = {}
@@ -148,7 +151,8 @@ class Runner:
 
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        """A job runs, or its result layers are being added."""
+        return self.worker is not None or self._adding is not None
 
     # ---------------------------------------------------------------- control
 
@@ -257,18 +261,43 @@ class Runner:
         if any(layer not in viewer.layers for layer in job.sources):
             return  # a source went away while we computed: its result has no place
         try:
-            specs = job.to_layers(outcome)
-            added = [
-                self._add_layer(viewer, job, index, *spec) for index, spec in enumerate(specs)
-            ]
-        except Exception as error:  # a result napari cannot show: say so, add nothing more
+            specs = list(enumerate(job.to_layers(outcome)))
+        except Exception as error:  # a result napari cannot show: say so, add nothing
             self.notify_error(error)
             return
+        self._adding = (job, outcome, specs, [])
+        self._add_next_layer()
+
+    def _add_next_layer(self) -> None:
+        """Add one result layer; the next one on the next turn of the event loop, so that
+        the viewer stays responsive (adding and drawing a layer takes napari ~0.1-0.2 s)."""
+        from qtpy.QtCore import QTimer
+
+        job, outcome, specs, added = self._adding
+        viewer = self.viewer
+        if specs and not self._closed and viewer is not None:
+            index, spec = specs.pop(0)
+            try:
+                added.append(self._add_layer(viewer, job, index, *spec))
+            except Exception as error:  # a result napari cannot show: say so, add no more
+                self.notify_error(error)
+                specs.clear()
+                added.append(None)  # marks the failure
+            if specs:
+                QTimer.singleShot(0, self._add_next_layer)
+                return
+        self._adding = None
+        failed = None in added
+        added = [layer for layer in added if layer is not None]
         self._kept_store = bool(added) and job.store is not None
-        if job.on_done is not None:
-            job.on_done(outcome)
-        if self.on_result is not None:
-            self.on_result(added)
+        if not failed and not self._closed and viewer is not None:
+            if job.on_done is not None:
+                job.on_done(outcome)
+            if self.on_result is not None:
+                self.on_result(added)
+        if self._finish_after_adding:
+            self._finish_after_adding = False
+            self._on_finished()
 
     def _add_layer(self, viewer, job: Job, index: int, data, kwargs: dict, layer_type: str):
         from napari.layers import Layer
@@ -331,6 +360,9 @@ class Runner:
         return None
 
     def _on_finished(self) -> None:
+        if self._adding is not None:  # the worker is done; its layers are being added
+            self._finish_after_adding = True
+            return
         if self._steps is not None:
             self._steps.close()  # the worker thread is done: release the run's buffers
         if self._job is not None and self._job.store is not None and not self._kept_store:
