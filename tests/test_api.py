@@ -167,6 +167,7 @@ KERNEL_INPUTS = {
 }
 
 
+@pytest.mark.kernels
 def test_kernels_are_compiled_for_read_only_inputs_only():
     """Writable inputs reach the kernels as read-only views (copies of strided parts too), so
     a writable and a read-only array share one compiled kernel: numba compiles one per

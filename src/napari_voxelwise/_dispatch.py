@@ -238,6 +238,23 @@ def _start_numba() -> None:
 _guarded = threading.local()
 
 
+#: Seconds without a running task before numba starts in the background (its start holds
+#: the GIL in bursts for ~0.5 s: not while the call that asked for it runs).
+IDLE_BEFORE_START = 0.05
+
+
+def _start_numba_when_idle() -> None:
+    quiet_since = time.monotonic()
+    deadline = quiet_since + 10.0
+    while time.monotonic() < deadline:
+        if _counts["running"]:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= IDLE_BEFORE_START:
+            break
+        time.sleep(0.01)
+    _start_numba()
+
+
 def _compile_guard(listener_class):
     class CompileGuard(listener_class):
         """Raises KernelsNotReady when numba is about to compile one of our kernels.
@@ -281,7 +298,9 @@ def numba_ready(wait: bool | None = None) -> bool:
         if state == "unknown":
             _numba_state = "starting"
             if not wait:
-                threading.Thread(target=_start_numba, name="napari-voxelwise-numba").start()
+                threading.Thread(
+                    target=_start_numba_when_idle, name="napari-voxelwise-numba", daemon=True
+                ).start()
                 return False
     if state == "unknown":
         _start_numba()
@@ -321,18 +340,18 @@ def kernels(family: str):
 # --------------------------------------------------------------------------- tasks
 
 
-_counts = {"kernels": 0, "portable": 0}
+_counts = {"kernels": 0, "portable": 0, "running": 0}
 
 
 def task_counts() -> dict[str, int]:
     """How many tasks ran on kernels and on the portable path in this process so far."""
     with _lock:
-        return dict(_counts)
+        return {"kernels": _counts["kernels"], "portable": _counts["portable"]}
 
 
-def _count(path: str) -> None:
+def _count(path: str, change: int = 1) -> None:
     with _lock:
-        _counts[path] += 1
+        _counts[path] += change
 
 
 class _Choice:
@@ -370,12 +389,24 @@ def tasks(
 
 
 def _run_portable(portable_task):
-    result = portable_task()
+    _count("running")
+    try:
+        result = portable_task()
+    finally:
+        _count("running", -1)
     _count("portable")
     return result
 
 
 def _run_task(choice: _Choice, kernel_task, portable_task):
+    _count("running")
+    try:
+        return _run_kernels_or_portable(choice, kernel_task, portable_task)
+    finally:
+        _count("running", -1)
+
+
+def _run_kernels_or_portable(choice: _Choice, kernel_task, portable_task):
     while choice.kernels:
         try:
             result = kernel_task()

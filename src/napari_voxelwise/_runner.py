@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 METADATA_KEY = "napari_voxelwise"
 #: a job may use at most this fraction of the memory available when it starts
 MEMORY_FRACTION = 0.8
+#: milliseconds between adding two result layers of one run
+LAYER_INTERVAL_MS = 25
 #: per-item attributes that must follow the data when a layer is updated in place
 #: (a new set of points comes with its own features, sizes, colours ...)
 PER_ITEM_KEYS = {
@@ -269,8 +271,9 @@ class Runner:
         self._add_next_layer()
 
     def _add_next_layer(self) -> None:
-        """Add one result layer; the next one on the next turn of the event loop, so that
-        the viewer stays responsive (adding and drawing a layer takes napari ~0.1-0.2 s)."""
+        """Add one result layer, and the next one a moment later: the viewer draws and
+        handles input in between (adding and drawing a layer takes napari ~0.1-0.2 s, and
+        a timer due at once could run before the overdue ones)."""
         from qtpy.QtCore import QTimer
 
         job, outcome, specs, added = self._adding
@@ -284,7 +287,7 @@ class Runner:
                 specs.clear()
                 added.append(None)  # marks the failure
             if specs:
-                QTimer.singleShot(0, self._add_next_layer)
+                QTimer.singleShot(LAYER_INTERVAL_MS, self._add_next_layer)
                 return
         self._adding = None
         failed = None in added
