@@ -114,3 +114,33 @@ def test_floors_use_both_cores(monkeypatch, floor, numpy_name):
     monkeypatch.setattr(bench.np, numpy_name, recording)
     operation()
     assert sizes == [(1 << 20) // 8] * 2  # two halves of the float32 array
+
+
+@pytest.mark.slow
+def test_first_use_script_prints_its_table(tmp_path):
+    # Small inputs, three cases, each in two new processes on a temporary numba cache.
+    import tempfile
+
+    script = SCRIPT.parent / "bench_first_use.py"
+    markdown = tmp_path / "first_use.md"
+    before = set(pathlib.Path(tempfile.gettempdir()).glob("napari-voxelwise-first-use-*"))
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--only", "api", "--repeat", "2",
+         "--markdown", str(markdown)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header = (
+        "case  cache  first s  second s  portable s  kernels s  kernels ready after s  first path"
+    )
+    assert " ".join(header.split()) in " ".join(result.stdout.split())
+    rows = [line for line in result.stdout.splitlines() if line.startswith("voxel_variance")]
+    assert [row.split()[5] for row in rows] == ["empty", "filled"]
+    assert "error" not in result.stdout
+    assert "numba" in result.stdout.splitlines()[1]
+    table = markdown.read_text()
+    assert "| case | cache | first s |" in table and "frangi_vesselness" in table
+    after = set(pathlib.Path(tempfile.gettempdir()).glob("napari-voxelwise-first-use-*"))
+    assert after <= before  # its cache folders are gone

@@ -239,13 +239,15 @@ _guarded = threading.local()
 
 
 #: Seconds without a running task before numba starts in the background (its start holds
-#: the GIL in bursts for ~0.5 s: not while the call that asked for it runs).
+#: the GIL in bursts for ~0.5 s: not while the call that asked for it runs), and the most
+#: it waits for them (calls back to back would otherwise keep it from starting).
 IDLE_BEFORE_START = 0.05
+LONGEST_START_DELAY = 1.0
 
 
 def _start_numba_when_idle() -> None:
     quiet_since = time.monotonic()
-    deadline = quiet_since + 10.0
+    deadline = quiet_since + LONGEST_START_DELAY
     while time.monotonic() < deadline:
         if _counts["running"]:
             quiet_since = time.monotonic()
