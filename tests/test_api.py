@@ -96,7 +96,7 @@ def test_importing_the_kernel_codes_loads_no_numba():
     nor llvmlite: the core reads it before deciding which kernel, if any, to compile."""
     code = (
         "import sys, napari_voxelwise._kernels as k; "
-        "k.median_network(9); k.median_tile(9, 4); k.by_squaring(3.0); k.extremum_flags(1, 0); "
+        "k.median_network(9); k.median_tile(9, 4); k.by_squaring(3.0); "
         "print([m for m in ('numba', 'llvmlite') if m in sys.modules])"
     )
     output = subprocess.run(

@@ -118,7 +118,7 @@ def test_floors_use_both_cores(monkeypatch, floor, numpy_name):
 
 @pytest.mark.slow
 def test_first_use_script_prints_its_table(tmp_path):
-    # Small inputs, three cases, each in two new processes on a temporary numba cache.
+    # Small inputs, two cases, each in two new processes on a temporary numba cache.
     import tempfile
 
     script = SCRIPT.parent / "bench_first_use.py"
@@ -136,8 +136,8 @@ def test_first_use_script_prints_its_table(tmp_path):
         "case  cache  first s  second s  portable s  kernels s  kernels ready after s  first path"
     )
     assert " ".join(header.split()) in " ".join(result.stdout.split())
-    rows = [line for line in result.stdout.splitlines() if line.startswith("voxel_variance")]
-    assert [row.split()[5] for row in rows] == ["empty", "filled"]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("apply_mask")]
+    assert [row.split()[2] for row in rows] == ["empty", "filled"]
     assert "error" not in result.stdout
     assert "numba" in result.stdout.splitlines()[1]
     table = markdown.read_text()

@@ -187,7 +187,6 @@ def test_the_api_suite_passes_without_numba(tmp_path):
         "tests/test_density.py",
         "tests/test_masking.py",
         "tests/test_differential.py",
-        "tests/test_properties.py",
     ]
     done = subprocess.run(
         [

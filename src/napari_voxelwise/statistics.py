@@ -244,7 +244,6 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
         from ._kernels.extrema import extremum_lines, extremum_short_lines, extremum_statistic
 
         want_max = statistic == "max"
-        flags = _kernels.extremum_flags(want_max, skipna)  # compiled variant by variant
         if want_max:
             ufunc = np.fmax if skipna else np.maximum
         else:
@@ -257,13 +256,13 @@ def _box_reducer(statistic: str, ddof: int, skipna: bool):
             elif inner == 1 and n <= _kernels.SHORT_LINES:  # one kernel per line length
 
                 def kernel(lines, p0, p1, into):
-                    extremum_short_lines(lines, (0,) * n, p0, p1, *flags, into)
+                    extremum_short_lines(lines, (0,) * n, p0, p1, want_max, skipna, into)
 
                 _reduce_lines(kernel, x3, o0, o1, out2)
             elif inner == 1:
                 extremum_lines(x3, o0, o1, want_max, skipna, out2)
             else:
-                extremum_statistic(x3, o0, o1, j0, j1, *flags, out2)
+                extremum_statistic(x3, o0, o1, j0, j1, want_max, skipna, out2)
 
         return reduce_extremum
 

@@ -115,7 +115,6 @@ API_CASES = {
     ),
 }
 QUICK_API = (
-    "voxel_variance float32 (10,{n},{n},{n}) axis 0",
     "apply_mask ({n},{n2},{n2})",
     "frangi_vesselness ({n},{n2},{n2},3)",
 )

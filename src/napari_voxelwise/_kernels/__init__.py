@@ -75,12 +75,6 @@ EXACT_FLOAT_LINES = 1448
 SIGNED_HALVES = np.uint32(0x80008000)
 
 
-def extremum_flags(want_max: bool, skipna: bool) -> tuple[bool | None, bool | None]:
-    """`want_max` and `skipna` as the extremum kernels take them: True or None, whose
-    types numba tells apart when it compiles, so that each variant is compiled alone."""
-    return (True if want_max else None), (True if skipna else None)
-
-
 #: Longest axis whose median `median.median_statistic` takes; NumPy's beyond. Batcher's network
 #: grows as n log² n (445 compare-exchanges for the median of 64 values, 19978 of 1000,
 #: 117894 of 4000), NumPy's selection as n, but each compare-exchange here is a vectorised
