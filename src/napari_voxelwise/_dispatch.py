@@ -243,17 +243,24 @@ _guarded = threading.local()
 #: it waits for them (calls back to back would otherwise keep it from starting).
 IDLE_BEFORE_START = 0.05
 LONGEST_START_DELAY = 1.0
+#: The quiet a background thread (a panel's preparation) waits for: also past the end of a
+#: run, while its result layers are added.
+IDLE_IN_BACKGROUND = 0.5
 
 
-def _start_numba_when_idle() -> None:
-    quiet_since = time.monotonic()
-    deadline = quiet_since + LONGEST_START_DELAY
-    while time.monotonic() < deadline:
+def _wait_until_idle(longest: float | None, quiet: float = IDLE_IN_BACKGROUND) -> None:
+    """Return once no task has run for `quiet` seconds, or after `longest` (None: no limit)."""
+    began = quiet_since = time.monotonic()
+    while longest is None or time.monotonic() - began < longest:
         if _counts["running"]:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= IDLE_BEFORE_START:
-            break
+        elif time.monotonic() - quiet_since >= quiet:
+            return
         time.sleep(0.01)
+
+
+def _start_numba_when_idle(longest: float | None = LONGEST_START_DELAY) -> None:
+    _wait_until_idle(longest, IDLE_BEFORE_START if longest is not None else IDLE_IN_BACKGROUND)
     _start_numba()
 
 
@@ -284,11 +291,13 @@ def _compile_guard(listener_class):
     return CompileGuard
 
 
-def numba_ready(wait: bool | None = None) -> bool:
+def numba_ready(wait: bool | None = None, background: bool = False) -> bool:
     """Whether numba is started in this process; starts it if need be.
 
     `wait` None: wait in the modes "wait" and "off" (and in the compiler process), start
-    it in a background thread in mode "background".
+    it in a background thread in mode "background". `background`: called from a
+    background thread, which starts numba itself once no computation runs (loading
+    llvmlite holds the GIL for 0.1-0.3 s at once on a busy machine).
     """
     global _numba_state
     if getattr(_portable_only, "on", False):
@@ -305,7 +314,7 @@ def numba_ready(wait: bool | None = None) -> bool:
                 ).start()
                 return False
     if state == "unknown":
-        _start_numba()
+        _start_numba_when_idle(None) if background else _start_numba()
     elif state == "starting":
         if not wait:
             return False
@@ -652,7 +661,7 @@ class _Background:
             _tell("compiling", description)
             logger.info("compiling %s in the background", description)
             try:
-                numba_ready(wait=True)
+                numba_ready(wait=True, background=True)
                 _compiler.compile([request for _, request, _ in kernels_])
             except Exception as error:
                 logger.warning("compiling %s failed: %s", description, error)
@@ -661,7 +670,7 @@ class _Background:
                 logger.info("%s ready (%.1f s)", description, time.perf_counter() - began)
                 _tell("ready", description)
         for _, operations, dtypes in warmups:
-            _warm_now(operations, dtypes, raise_errors=False)
+            _warm_now(operations, dtypes, raise_errors=False, background=True)
 
 
 _background = _Background()
@@ -717,11 +726,13 @@ def warmup(
         _background.warm(operations, dtypes)
 
 
-def _warm_now(operations: list[str], dtypes: list[str], raise_errors: bool) -> None:
+def _warm_now(
+    operations: list[str], dtypes: list[str], raise_errors: bool, background: bool = False
+) -> None:
     from . import _warmup
 
     description = f"{', '.join(operations)} for {', '.join(dtypes)}"
-    if not numba_ready(wait=True):
+    if not numba_ready(wait=True, background=background):
         return
     began = time.perf_counter()
     _tell("compiling", description)
@@ -729,6 +740,8 @@ def _warm_now(operations: list[str], dtypes: list[str], raise_errors: bool) -> N
     try:
         if compile_mode() != "off" or _compiling_here:
             _compiler.warm(operations, dtypes)
+        if background:  # loading holds the GIL in bursts: not during a computation
+            _wait_until_idle(None)
         _warmup.run(operations, dtypes)  # loads what the compiler process wrote
     except Exception as error:
         logger.warning("compiling %s failed: %s", description, error)
