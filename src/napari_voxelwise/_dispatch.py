@@ -46,6 +46,7 @@ import importlib
 import json
 import logging
 import os
+import pkgutil
 import queue
 import subprocess
 import sys
@@ -59,31 +60,21 @@ __all__ = [
     "MODE_VARIABLE",
     "KernelsNotReady",
     "add_listener",
+    "background_idle",
     "compile_mode",
-    "kernels",
+    "compiled",
+    "numba_ready",
     "portable_path",
-    "remove_listener",
     "set_compile_mode",
+    "task_counts",
     "tasks",
+    "warmup",
 ]
 
 logger = logging.getLogger("napari_voxelwise")
 
 MODE_VARIABLE = "NAPARI_VOXELWISE_COMPILE"
 MODES = ("background", "wait", "off")
-#: Kernel families (modules of ``napari_voxelwise._kernels``).
-FAMILIES = (
-    "moments",
-    "line_moments",
-    "integer_moments",
-    "extrema",
-    "median",
-    "norms",
-    "density",
-    "masks",
-    "filters",
-    "eigenvalues",
-)
 #: Seconds the compiler process may stay idle before it exits (it holds ~150 MB).
 COMPILER_IDLE_SECONDS = 60.0
 
@@ -185,12 +176,6 @@ def add_listener(listener: Callable[[str, str], None]) -> None:
         _listeners.append(listener)
 
 
-def remove_listener(listener: Callable[[str, str], None]) -> None:
-    with _lock:
-        if listener in _listeners:
-            _listeners.remove(listener)
-
-
 def _tell(event: str, description: str) -> None:
     with _lock:
         listeners = list(_listeners)
@@ -221,8 +206,11 @@ def _start_numba() -> None:
         from numba.core.registry import cpu_target
 
         cpu_target.target_context.refresh()  # numba's registries: most of its start
-        for family in FAMILIES:
-            importlib.import_module(f"napari_voxelwise._kernels.{family}")
+        from . import _kernels
+
+        for family in pkgutil.iter_modules(_kernels.__path__):  # every kernel family
+            if not family.name.startswith("_"):
+                importlib.import_module(f"napari_voxelwise._kernels.{family.name}")
         if not _compiling_here:
             event.register("numba:compile", _compile_guard(event.Listener)())
         state = "ready"
@@ -335,17 +323,6 @@ def portable_path():
         yield
     finally:
         _portable_only.on = before
-
-
-def kernels(family: str):
-    """The kernel module `family` of :mod:`napari_voxelwise._kernels`, or None.
-
-    None when numba is not available, or (mode "background") not started yet in this
-    process: the caller takes the portable path, and numba starts in the background.
-    """
-    if not numba_ready():
-        return None
-    return importlib.import_module(f"napari_voxelwise._kernels.{family}")
 
 
 # --------------------------------------------------------------------------- tasks
