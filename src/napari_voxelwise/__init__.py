@@ -31,6 +31,7 @@ from .differential import (
 )
 from .masking import apply_mask, mask_filter
 from .statistics import axis_statistic, frame_norms, voxel_variance
+from .ridges import vesselness
 
 __all__ = [
     "__version__",
@@ -46,6 +47,7 @@ __all__ = [
     "hessian_matrix",
     "mask_filter",
     "set_compile_mode",
+    "vesselness",
     "voxel_variance",
     "warmup",
 ]

@@ -77,6 +77,7 @@ __all__ = [
     "hessian_eigenvalues_frames",
     "hessian_matrix",
     "mask_filter",
+    "vesselness",
     "voxel_variance",
 ]
 
@@ -501,10 +502,11 @@ def _derivative_depth(volume, sigma, spacing, truncate, finite_depth: int):
     return tuple(depth), tuple(minimum)
 
 
-def _halo_map(volume: da.Array, depth, minimum, compute, trailing, dtype) -> da.Array:
-    """``compute(chunk with halo)`` trimmed back to the chunk, for every chunk.
+def _halo_map(volume: da.Array, depth, minimum, compute, trailing, dtype, *scalars) -> da.Array:
+    """``compute(chunk with halo, *scalars)`` trimmed back to the chunk, for every chunk.
 
-    `trailing` is the shape of the axes `compute` adds after the volume's.
+    `trailing` is the shape of the axes `compute` adds after the volume's;
+    `scalars` are 0-d Dask arrays (lazy reductions) every chunk receives as floats.
     """
     volume = volume.rechunk(
         tuple(_merged_chunks(c, m) for c, m in zip(volume.chunks, minimum, strict=True))
@@ -513,8 +515,8 @@ def _halo_map(volume: da.Array, depth, minimum, compute, trailing, dtype) -> da.
     depth = tuple(d if n > 1 else 0 for d, n in zip(depth, numblocks, strict=True))
     extended = da.overlap.overlap(volume, depth=dict(enumerate(depth)), boundary="none")
 
-    def run(block, block_id=None):
-        result = compute(block)
+    def run(block, *values, block_id=None):
+        result = compute(block, *(float(value) for value in values))
         index = tuple(
             slice(
                 d if block_id[i] > 0 else 0,
@@ -525,8 +527,10 @@ def _halo_map(volume: da.Array, depth, minimum, compute, trailing, dtype) -> da.
         return np.ascontiguousarray(result[index])
 
     new_axis = list(range(volume.ndim, volume.ndim + len(trailing)))
-    return extended.map_blocks(
+    return da.map_blocks(
         run,
+        extended,
+        *scalars,
         chunks=volume.chunks + tuple((n,) for n in trailing),
         new_axis=new_axis or None,
         dtype=dtype,
@@ -676,3 +680,79 @@ def _block_frangi_scaled(block, largest, alpha, beta, ridges):
     if not scale > 0:  # all zero (or all NaN): the scale does not matter (as in the core)
         scale = 1.0
     return _block_frangi(block, scale, alpha, beta, ridges)
+
+
+def vesselness(
+    image,
+    sigmas,
+    *,
+    method="frangi",
+    ridges="bright",
+    spacing=None,
+    alpha=0.5,
+    beta=0.5,
+    gamma=None,
+    return_scale=False,
+):
+    """Lazy :func:`napari_voxelwise.vesselness` of a 2D, 3D or 4D (frames) Dask array.
+
+    The halo is that of the largest sigma. With ``gamma=None`` the scale (half
+    the largest normalised Hessian norm of the whole image) is a lazy reduction
+    over every chunk, computed with the result: no seams at chunk borders.
+    """
+    from . import ridges as _ridges
+
+    image = _checked(image, "image")
+    if image.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"image must be 2D, 3D or 4D (frames along axis 0), got {image.ndim}D "
+            f"(shape {image.shape})"
+        )
+    frames = image.ndim == 4
+    # the core checks every argument on a stand-in of one frame that takes no memory
+    stand_in = np.broadcast_to(
+        np.zeros((), image.dtype), image.shape[1:] if frames else image.shape
+    )
+    options = dict(method=method, ridges=ridges, alpha=alpha, beta=beta)
+    _ridges.vesselness_plan(stand_in, sigmas, spacing=spacing, gamma=gamma, **options)
+    sigmas = _ridges.check_sigmas(sigmas)
+    _, spacing, _ = _differential._check_scales(stand_in, max(sigmas), spacing, 4.0)
+    depth, minimum = _derivative_depth(
+        stand_in, (max(sigmas),) * stand_in.ndim, spacing, _ridges.TRUNCATE, 2
+    )
+    if frames:
+        depth, minimum = (0, *depth), (1, *minimum)
+
+    def per_frame(function):
+        if not frames:
+            return function
+        return lambda block, *values: np.stack([function(frame, *values) for frame in block])
+
+    def norms(block):
+        return _ridges.normalised_norms(block, sigmas, spacing)
+
+    def respond(block, value):
+        response, scale = _ridges.vesselness(
+            block, sigmas, spacing=spacing, gamma=value, return_scale=True, workers=1, **options
+        )
+        return np.stack([response, scale], axis=-1)
+
+    dtype = check.result_float_dtype(image.dtype)
+    scalars = []
+    if method == "frangi" and gamma is None:
+        norm_map = _halo_map(image, depth, minimum, per_frame(norms), (), np.float64)
+        largest = da.reduction(norm_map, _fmax, _fmax, axis=None, dtype=np.float64)
+        scalars = [largest.map_blocks(_half_or_one, dtype=np.float64)]
+    elif gamma is not None:
+        scalars = [da.from_array(np.float64(gamma))]
+    else:  # Sato: no gamma
+        scalars = [da.from_array(np.float64(1.0))]
+    both = _halo_map(image, depth, minimum, per_frame(respond), (2,), dtype, *scalars)
+    response, scale = both[..., 0], both[..., 1]
+    return (response, scale) if return_scale else response
+
+
+def _half_or_one(largest):
+    """Frangi's automatic gamma from the largest norm (1 when that is not positive)."""
+    value = float(largest) / 2
+    return np.float64(value if value > 0 and math.isfinite(value) else 1.0)

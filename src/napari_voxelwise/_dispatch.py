@@ -676,7 +676,7 @@ def warmup(
     ----------
     operations : sequence of str, optional
         Among ``"statistics"``, ``"norms"``, ``"density"``, ``"masking"``,
-        ``"gradient"``, ``"hessian"``; default all.
+        ``"gradient"``, ``"hessian"``, ``"vesselness"``; default all.
     dtypes : sequence of dtype, optional
         The input dtypes to prepare; default uint8, uint16, float32 and float64.
     wait : bool, optional

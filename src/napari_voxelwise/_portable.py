@@ -44,7 +44,9 @@ __all__ = [
     "hessian_matrix",
     "mask_filter",
     "namespace",
+    "squared_norm_max",
     "symmetric_eigenvalues",
+    "vesselness_update",
     "voxel_variance",
 ]
 
@@ -827,3 +829,71 @@ def frangi_vesselness(
         result = plate * xp.exp(-(blob_ratio**2) / (2 * beta**2))
         result *= 1.0 - xp.exp(-structure / (2 * gamma * gamma))
         return xp.asarray(result, dtype=dtype)
+
+
+def squared_norm_max(components) -> float:
+    """Largest squared Frobenius norm of symmetric matrices given by their upper triangle
+    (as :func:`symmetric_eigenvalues` takes them); NaN skipped, 0 if there is none."""
+    xp = array_namespace(components[0])
+    n = 2 if len(components) == 3 else 3
+    diagonal = {0, n, 2 * n - 1} if n == 3 else {0, 2}  # row-major upper-triangle indices
+    total = None
+    with _quiet(xp):
+        for index, component in enumerate(components):
+            square = xp.square(component.astype(xp.float64))
+            square *= 1.0 if index in diagonal else 2.0
+            total = square if total is None else total + square
+        total = xp.where(xp.isnan(total), 0.0, total)
+        return float(total.max()) if total.size else 0.0
+
+
+def vesselness_update(
+    components, factor, method, alpha, beta, gamma, sigma, response, best=None
+) -> None:
+    """Fold one scale's vesselness into `response` (and `best`), as the compiled kernel.
+
+    Parameters
+    ----------
+    components : sequence of arrays, all of `response`'s shape
+        The scale's Hessian, upper triangle in row-major order.
+    factor : float
+        Multiplies the eigenvalues: ``sigma**2``, negative for bright ridges.
+    method : {"frangi", "sato"}
+    alpha, beta, gamma : float
+        Frangi's sensitivities (unused by Sato).
+    sigma : float
+        The scale, stored in `best` where this scale's response is the larger.
+    response, best : arrays
+        The running maximum and the scale it came from (NaN where the response
+        is NaN), updated in place.
+    """
+    xp = array_namespace(response)
+    with _quiet(xp):
+        if method == "frangi":
+            values = symmetric_eigenvalues(components, "abs", xp.float64)
+        else:  # descending after the sign: the largest ones first
+            values = symmetric_eigenvalues(
+                components, "descending" if factor > 0 else "ascending", xp.float64
+            )
+        ranked = [values[..., k] * factor for k in range(values.shape[-1])]
+        if method == "frangi":
+            lambda1 = ranked[0]
+            lambda2 = xp.maximum(ranked[1], 1e-10)
+            if len(ranked) == 2:
+                value = xp.exp(-(lambda1 * lambda1) / (lambda2 * lambda2) / (2 * beta**2))
+            else:
+                lambda3 = xp.maximum(ranked[2], 1e-10)
+                plate = 1.0 - xp.exp(-((lambda2 / lambda3) ** 2) / (2 * alpha**2))
+                blob = lambda1 * lambda1 / (lambda2 * lambda3)
+                value = plate * xp.exp(-blob / (2 * beta**2))
+            structure = sum(xp.square(v) for v in ranked)
+            value *= 1.0 - xp.exp(-structure / (2 * gamma * gamma))
+        else:
+            kept = [xp.maximum(v, 0.0) for v in ranked[: len(ranked) - 1]]
+            value = kept[0] if len(kept) == 1 else xp.sqrt(kept[0] * kept[1])
+            value = xp.where(xp.isnan(ranked[0]), xp.nan, value)
+        value = value.astype(response.dtype)  # compared as stored
+        update = (value > response) | xp.isnan(value)
+        response[update] = value[update]
+        if best is not None:
+            best[update] = xp.where(xp.isnan(value[update]), xp.nan, sigma)

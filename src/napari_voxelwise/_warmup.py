@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 #: Operations that can be warmed up, as the panels and the batch command name them.
-OPERATIONS = ("statistics", "norms", "density", "masking", "gradient", "hessian")
+OPERATIONS = ("statistics", "norms", "density", "masking", "gradient", "hessian", "vesselness")
 #: The dtypes warmed up when none are given: those of most microscopy images.
 DEFAULT_DTYPES = ("uint8", "uint16", "float32", "float64")
 #: Short line lengths (a stack reduced along its last axis; one kernel per length up to 16)
@@ -157,6 +157,21 @@ def _hessian(dtype, line_lengths) -> list[Callable[[], object]]:
     return calls
 
 
+def _vesselness(dtype, line_lengths) -> list[Callable[[], object]]:
+    from .ridges import vesselness
+
+    calls = []
+    for shape in ((9, 10), (7, 9, 10)):
+        volume = _data(shape, dtype)
+        for method in ("frangi", "sato"):
+            calls.append(
+                lambda v=volume, m=method: vesselness(
+                    v, [1.0], method=m, return_scale=True, workers=1
+                )
+            )
+    return calls
+
+
 _RECIPES = {
     "statistics": _statistics,
     "norms": _norms,
@@ -164,6 +179,7 @@ _RECIPES = {
     "masking": _masking,
     "gradient": _gradient,
     "hessian": _hessian,
+    "vesselness": _vesselness,
 }
 
 
