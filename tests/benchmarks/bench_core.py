@@ -466,6 +466,39 @@ def hessian_cases(scale: float) -> list[Case]:
     return cases
 
 
+def vesselness_cases(scale: float) -> list[Case]:
+    """Multi-scale Frangi vesselness (sigmas 1-4) against scikit-image's frangi."""
+    from skimage.filters import frangi
+
+    rng = np.random.default_rng(6)
+    sigmas = [1.0, 2.0, 3.0, 4.0]
+    volume = rng.random((int(128 * scale),) * 3, dtype=np.float32)
+    image = rng.random((int(1024 * scale),) * 2, dtype=np.float32)
+    peer = "skimage frangi"
+    return [
+        Case(
+            name=f"vesselness frangi sigmas 1-4 {volume.shape} float32",
+            input_bytes=volume.nbytes,
+            ours=lambda: vw.vesselness(volume, sigmas),
+            peers={peer: lambda: frangi(volume, sigmas, black_ridges=False)},
+            targets=[
+                (">= 10x scikit-image", lambda row, peers: row.speed_vs_peer >= 10),
+                (
+                    "peak <= 1/5 scikit-image's",
+                    lambda row, peers: row.peak_mib * 5 <= peers[peer].peak_mib,
+                ),
+            ],
+        ),
+        Case(
+            name=f"vesselness frangi sigmas 1-4 {image.shape} float32",
+            input_bytes=image.nbytes,
+            ours=lambda: vw.vesselness(image, sigmas),
+            peers={peer: lambda: frangi(image, sigmas, black_ridges=False)},
+            targets=[(">= 5x scikit-image", lambda row, peers: row.speed_vs_peer >= 5)],
+        ),
+    ]
+
+
 def gradient_cases(scale: float) -> list[Case]:
     """Gradients and Hessians, finite differences (np.gradient's) and Gaussian (sigma 2)."""
     from scipy import ndimage as ndi
@@ -663,6 +696,7 @@ FAMILIES = (
     "density",
     "mask",
     "hessian",
+    "vesselness",
     "gradient",
     "dask",
 )
@@ -710,6 +744,7 @@ def main(argv=None) -> int:
         "density": density_cases,
         "mask": mask_cases,
         "hessian": hessian_cases,
+        "vesselness": vesselness_cases,
         "gradient": gradient_cases,
         "dask": dask_cases,
     }
