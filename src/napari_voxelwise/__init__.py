@@ -30,8 +30,8 @@ from .differential import (
     hessian_matrix,
 )
 from .masking import apply_mask, mask_filter
-from .statistics import axis_statistic, frame_norms, voxel_variance
 from .ridges import vesselness
+from .statistics import axis_statistic, frame_norms, voxel_variance
 
 __all__ = [
     "__version__",

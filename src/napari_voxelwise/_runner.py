@@ -306,6 +306,7 @@ class Runner:
         from napari.layers import Layer
 
         kwargs = dict(kwargs)
+        colorbar = kwargs.pop("colorbar", False)  # shown over the canvas (a scale map)
         metadata = dict(kwargs.pop("metadata", {}))
         metadata[METADATA_KEY] = {
             "operation": job.operation,
@@ -339,6 +340,8 @@ class Runner:
         else:
             layer = Layer.create(data, {**kwargs, "metadata": metadata}, layer_type)
             viewer.add_layer(layer)
+        if colorbar:
+            layer.colorbar.visible = True
         for key in [key for key, ref in self._created.items() if ref() in (layer, None)]:
             del self._created[key]  # a renamed live layer frees its old name; gone layers
         for key in keys:
