@@ -124,6 +124,48 @@ def test_hessian_eigenvalues_of_a_volume_and_of_frames(tmp_path, stack):
     np.testing.assert_array_equal(_read(output), expected)
 
 
+@pytest.mark.parametrize("scale_suffix", [".npy", ".tif"])
+def test_vesselness_with_its_scale_map(tmp_path, scale_suffix, capsys):
+    volume = vw.hessian_eigenvalues(random_data((16, 18, 20), np.float32, seed=3), 1.5)[..., 0]
+    np.save(tmp_path / "in.npy", volume)
+    output, scales = tmp_path / "vessels.zarr", tmp_path / f"scales{scale_suffix}"
+    arguments = ["vesselness", tmp_path / "in.npy", "-o", output, "--sigmas", "1,2,3"]
+    arguments += ["--spacing", "2,1,1", "--scale-output", scales, "--chunks", "8,9,20"]
+    assert _run(*arguments) == 0
+    response, best = vw.vesselness(volume, [1, 2, 3], spacing=(2, 1, 1), return_scale=True)
+    np.testing.assert_allclose(_read(output), response, atol=1e-6)
+    np.testing.assert_array_equal(_read(scales), best)
+    assert f"wrote {scales}" in capsys.readouterr().out
+    # Sato, no scale map, a 4D input frame by frame
+    frames = np.stack([volume, volume[::-1]])
+    np.save(tmp_path / "frames.npy", frames)
+    output = tmp_path / "sato.npy"
+    assert (
+        _run(
+            "vesselness",
+            tmp_path / "frames.npy",
+            "-o",
+            output,
+            "--sigmas",
+            "2",
+            "--method",
+            "sato",
+        )
+        == 0
+    )
+    np.testing.assert_allclose(_read(output), vw.vesselness(frames, 2, method="sato"), atol=1e-6)
+
+
+def test_vesselness_refuses_an_existing_scale_output(tmp_path, capsys):
+    np.save(tmp_path / "in.npy", np.zeros((8, 9, 10), np.float32))
+    (tmp_path / "scales.npy").write_bytes(b"keep")
+    arguments = ["vesselness", tmp_path / "in.npy", "-o", tmp_path / "out.npy", "--sigmas", "1"]
+    assert _run(*arguments, "--scale-output", tmp_path / "scales.npy") == 2
+    assert "scales.npy exists" in capsys.readouterr().err
+    assert not (tmp_path / "out.npy").exists()
+    assert (tmp_path / "scales.npy").read_bytes() == b"keep"
+
+
 def test_overwrite_replaces_and_refuses_without_flag(tmp_path, stack, capsys):
     np.save(tmp_path / "in.npy", stack)
     for output in (tmp_path / "out.npy", tmp_path / "out.zarr"):

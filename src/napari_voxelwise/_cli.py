@@ -69,6 +69,14 @@ def _sigma(text: str):
     return _float_list(text)
 
 
+def _positive_list(text: str) -> tuple[float, ...]:
+    values = _float_list(text)
+    values = values if isinstance(values, tuple) else (values,)
+    if not all(value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"every scale must be > 0, got {text!r}")
+    return values
+
+
 def _chunks(text: str):
     if text == "auto":
         return "auto"
@@ -87,7 +95,8 @@ def _order(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the command (one sub-command per operation)."""
     from .density import DENSITY_EDGES, DENSITY_MODES
-    from .differential import EIGENVALUE_ORDERS
+    from .differential import EIGENVALUE_ORDERS, RIDGES
+    from .ridges import VESSELNESS_METHODS
     from .statistics import STATISTICS
 
     parser = argparse.ArgumentParser(
@@ -204,6 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--frames", action="store_true", help="axis 0 holds frames")
     sub.add_argument("--truncate", type=float, default=4.0, help="kernel size in sigmas")
+
+    sub = operation(
+        "vesselness",
+        "multi-scale vesselness (Frangi or Sato), the strongest response over the scales; "
+        "a 4D input is filtered frame by frame along axis 0",
+    )
+    sub.add_argument(
+        "--sigmas",
+        type=_positive_list,
+        required=True,
+        help="comma-separated scales in spacing units, e.g. 1,2,4,8",
+    )
+    sub.add_argument("--method", choices=VESSELNESS_METHODS, default="frangi", help="the measure")
+    sub.add_argument("--ridges", choices=RIDGES, default="bright", help="bright or dark tubes")
+    sub.add_argument(
+        "--spacing", type=_float_list, default=None, help="voxel size per spatial axis"
+    )
+    sub.add_argument("--alpha", type=float, default=0.5, help="Frangi's plate sensitivity")
+    sub.add_argument("--beta", type=float, default=0.5, help="Frangi's blob sensitivity")
+    sub.add_argument(
+        "--gamma", type=float, default=None, help="Frangi's contrast sensitivity (default: auto)"
+    )
+    sub.add_argument(
+        "--scale-output",
+        type=Path,
+        default=None,
+        help="also write the best-scale map (the sigma of each voxel's strongest response)",
+    )
 
     from ._warmup import DEFAULT_DTYPES, OPERATIONS
 
@@ -404,6 +441,18 @@ def build_result(args, data, mask=None):
     if operation == "gradient":
         function = _dask.gradient_magnitude if args.magnitude else _dask.gradient_vectors
         return function(data, args.spacing, args.sigma, truncate=args.truncate)
+    if operation == "vesselness":
+        return _dask.vesselness(
+            data,
+            args.sigmas,
+            method=args.method,
+            ridges=args.ridges,
+            spacing=args.spacing,
+            alpha=args.alpha,
+            beta=args.beta,
+            gamma=args.gamma,
+            return_scale=getattr(args, "scale_output", None) is not None,
+        )
     # hessian-eigenvalues
     if args.frames or data.ndim == 4:
         return _dask.hessian_eigenvalues_frames(
@@ -418,7 +467,16 @@ def build_result(args, data, mask=None):
 
 
 def _check_output(args) -> None:
-    output, suffix = args.output, _suffix(args.output)
+    _check_output_path(args, args.output)
+    extra = getattr(args, "scale_output", None)
+    if extra is not None:
+        if extra.resolve() == args.output.resolve():
+            raise CommandError(f"--scale-output {extra} is the output; choose another file")
+        _check_output_path(args, extra)
+
+
+def _check_output_path(args, output: Path) -> None:
+    suffix = _suffix(output)
     formats = (*OUTPUT_FORMATS, ".csv") if args.operation == "norms" else OUTPUT_FORMATS
     if suffix not in formats:
         raise CommandError(
@@ -456,15 +514,9 @@ def _regular(result):
 
 def _write(result, path: Path, compute) -> None:
     """Write `result` to `path` (its extension picks the format) through `compute`."""
-    import dask.array as da
-
     suffix = _suffix(path)
-    if suffix == ".zarr":
-        compute(da.to_zarr(_regular(result), str(path), compute=False))
-    elif suffix == ".npy":
-        np.lib.format.open_memmap(path, mode="w+", dtype=result.dtype, shape=result.shape).flush()
-        target = _NpyTarget(path, result.shape, result.dtype)
-        compute(da.store(result, target, lock=False, compute=False))
+    if suffix in CHUNKED_FORMATS:
+        compute(_store(result, path))
     elif suffix == ".csv":
         values = compute(result)
         np.savetxt(path, np.asarray(values).reshape(-1, 1), fmt="%.17g")
@@ -472,6 +524,43 @@ def _write(result, path: Path, compute) -> None:
         import tifffile
 
         tifffile.imwrite(path, np.asarray(compute(result)), photometric="minisblack")
+
+
+#: Output formats written chunk by chunk (the others are assembled in memory).
+CHUNKED_FORMATS = (".zarr", ".npy")
+
+
+def _store(result, path: Path):
+    """The lazy writing of `result` to a .zarr or .npy `path` (created now, written when
+    computed)."""
+    import dask.array as da
+
+    if _suffix(path) == ".zarr":
+        return da.to_zarr(_regular(result), str(path), compute=False)
+    np.lib.format.open_memmap(path, mode="w+", dtype=result.dtype, shape=result.shape).flush()
+    target = _NpyTarget(path, result.shape, result.dtype)
+    return da.store(result, target, lock=False, compute=False)
+
+
+def _write_all(results, paths, compute) -> None:
+    """Write results of one shape and dtype (vesselness and its scales) to `paths` in one
+    pass over the input."""
+    if len(results) == 1:
+        _write(results[0], paths[0], compute)
+        return
+    import dask
+    import dask.array as da
+
+    if all(_suffix(path) in CHUNKED_FORMATS for path in paths):
+        compute(dask.delayed(_done)(*(_store(r, p) for r, p in zip(results, paths, strict=True))))
+        return
+    values = compute(da.stack(results))  # a .tif among them: assembled in memory
+    for value, path in zip(values, paths, strict=True):
+        _write(da.from_array(value), path, compute)
+
+
+def _done(*_) -> None:
+    """Joins the writing tasks of several outputs into one computation."""
 
 
 def _replace(finished: Path, output: Path, scratch: Path) -> None:
@@ -546,7 +635,9 @@ def _prepare_kernels(options: dict, shape: tuple, dtype: str, mask_shape) -> Non
     args = argparse.Namespace(**options)
     data = da.zeros(shape, dtype, chunks=shape)
     mask = None if mask_shape is None else da.ones(mask_shape, bool, chunks=mask_shape)
-    build_result(args, data, mask).compute(scheduler="synchronous")
+    import dask
+
+    dask.compute(build_result(args, data, mask), scheduler="synchronous")
 
 
 def _warm_here(operations, dtypes) -> None:
@@ -612,19 +703,26 @@ def run(args) -> None:
     except BaseException:
         close()
         raise
-    output = args.output
-    temporary = Path(
-        tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    )
+    results = list(result) if isinstance(result, tuple) else [result]
+    outputs = [args.output, getattr(args, "scale_output", None)][: len(results)]
+    temporaries = [
+        Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+        for output in outputs
+    ]
     try:
-        target = temporary / output.name
-        _write(result, target, compute)
-        _replace(target, output, temporary)
+        targets = [
+            temporary / output.name for temporary, output in zip(temporaries, outputs, strict=True)
+        ]
+        _write_all(results, targets, compute)
+        for target, output, temporary in zip(targets, outputs, temporaries, strict=True):
+            _replace(target, output, temporary)
     finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        for temporary in temporaries:
+            shutil.rmtree(temporary, ignore_errors=True)
         close()
     if not args.quiet:
-        print(f"wrote {output} (shape {result.shape}, {result.dtype})")
+        for output, written in zip(outputs, results, strict=True):
+            print(f"wrote {output} (shape {written.shape}, {written.dtype})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
