@@ -170,6 +170,30 @@ def gradient_shot(viewer: napari.Viewer) -> None:
     viewer.layers.selection.active = _layer(viewer, " |∇|(")
 
 
+def vesselness_shot(viewer: napari.Viewer) -> None:
+    """Multi-scale vesselness and the best-scale map of the tubes-and-blobs sample."""
+    viewer.open_sample(PLUGIN, "tubes_and_blobs")
+    source = viewer.layers["tubes and blobs"]
+    panel = _dock(viewer, "Vesselness")
+    panel.image.value = source
+    panel.smallest.value, panel.largest.value, panel.count.value = 1.0, 4.0, 7
+    panel.best_scale.value = True
+    panel.floor.value = 0.3  # the scale of tubes, not of the background's faint response
+    _run(panel)
+    source.projection_mode = "max"
+    _layer(viewer, " vesselness(").projection_mode = "max"
+    # the scale of the strongest response along each line of sight
+    best = _layer(viewer, " best scale(")
+    best.projection_mode = "max"
+    axis = list(viewer.dims.axis_labels).index("z")
+    thickness = list(viewer.dims.thickness)
+    thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
+    viewer.dims.thickness = thickness
+    _middle_slice(viewer, "z")
+    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
+    viewer.layers.selection.active = best
+
+
 #: file name -> what to show in it
 SHOTS: dict[str, Callable[[napari.Viewer], None]] = {
     "statistics.png": statistics_shot,
@@ -177,6 +201,7 @@ SHOTS: dict[str, Callable[[napari.Viewer], None]] = {
     "masking.png": masking_shot,
     "hessian.png": hessian_shot,
     "gradient.png": gradient_shot,
+    "vesselness.png": vesselness_shot,
 }
 
 

@@ -47,13 +47,28 @@ def test_layers_equal_the_api_and_overlay_the_source(viewer, lazy):
     assert record["parameters"]["spacing"] == scale
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_min_response_clears_the_scale_of_weak_voxels(viewer, lazy):
+    data = tubes()
+    viewer.add_image(da.from_array(data, chunks=8) if lazy else data, name="vessels")
+    panel = VesselnessPanel(viewer)
+    panel.floor.value = 0.25
+    run_panel(panel)
+    response, scale = vesselness(data, [1.0, 2.0, 3.0, 4.0], return_scale=True)
+    weak = response < 0.25 * response.max()
+    expected = np.where(weak, 0, scale)
+    best = np.asarray(viewer.layers["vessels best scale(frangi, sigma=1-4 x4)"].data)
+    assert weak.any() and (~weak).any()
+    assert np.mean(best == expected) > 0.999
+
+
 def test_sato_without_best_scale_on_a_time_lapse(viewer):
     movie = np.stack([tubes(seed=s) for s in (1, 2)])
     viewer.add_image(movie, name="movie")
     panel = VesselnessPanel(viewer)
     panel.method.value = "sato"
     panel.best_scale.value = False
-    assert not panel.alpha.enabled and not panel.gamma.enabled
+    assert not panel.alpha.enabled and not panel.gamma.enabled and not panel.floor.enabled
     panel.smallest.value, panel.largest.value, panel.count.value = 1.0, 3.0, 3
     run_panel(panel)
     assert len(viewer.layers) == 2

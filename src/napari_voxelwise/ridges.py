@@ -104,9 +104,10 @@ def vesselness(
         [0, 1]. NaN where the image's neighbourhood holds NaN or inf.
     scale : ndarray, shape ``image.shape`` (only with ``return_scale=True``)
         The sigma (in the units of `spacing`) at which each voxel's response
-        peaked: the local radius of a tube is about ``sqrt(2)`` (3D Frangi) to
-        ``sqrt(3)`` times it, depending on the profile. 0 where the response
-        is 0, NaN where it is NaN.
+        peaked, a measure of the local tube size: at the centre of a tube whose
+        cross-section is a Gaussian of standard deviation ``w`` it is ``w``; of
+        a solid tube of radius ``R``, about ``R / sqrt(2)``. 0 where the
+        response is 0, NaN where it is NaN.
 
     Examples
     --------

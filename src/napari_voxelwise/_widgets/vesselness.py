@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import napari
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from .._plan import Plan
@@ -126,6 +127,16 @@ class VesselnessPanel(Panel):
             tooltip="Frangi: sensitivity to contrast, in units of the scale-normalised "
             "Hessian; 0 = automatic, half of its largest norm over the image and scales.",
         )
+        self.floor = number_box(
+            "min response",
+            0.0,
+            decimals=3,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            tooltip="Best-scale map: 0 (no tube) where the response is below this fraction of "
+            "its largest value; 0 keeps the scale of every voxel that responds at all.",
+        )
         self.best_scale = CheckBox(
             text="best scale",
             value=True,
@@ -146,9 +157,11 @@ class VesselnessPanel(Panel):
                 self.beta,
                 self.gamma,
                 self.best_scale,
+                self.floor,
             ],
         )
         self.method.changed.connect(self._update_enabled)
+        self.best_scale.changed.connect(self._update_enabled)
         self._update_enabled()
         follow_layers(viewer, self)
         self.prepare_kernels(self.image, ("vesselness",))
@@ -157,6 +170,7 @@ class VesselnessPanel(Panel):
         frangi = self.method.value == "frangi"
         for widget in (self.alpha, self.beta, self.gamma):
             widget.enabled = frangi
+        self.floor.enabled = bool(self.best_scale.value)
 
     def sigmas(self) -> list[float]:
         """The scales the panel's range describes."""
@@ -186,6 +200,7 @@ class VesselnessPanel(Panel):
             "gamma": float(self.gamma.value) or None,
         }
         best = bool(self.best_scale.value)
+        floor = float(self.floor.value)
         dtype = result_float_dtype(data.dtype)
         results = math.prod(data.shape) * dtype.itemsize * (1 + best)
         title = f"Vesselness of '{layer.name}'"
@@ -205,7 +220,10 @@ class VesselnessPanel(Panel):
             if is_lazy(data):
                 result = (result[..., 0], result[..., 1]) if best else result
             response, scale = result if best else (result, None)
-            return response, magnitude_limits(response), scale
+            limits = magnitude_limits(response)
+            if scale is not None and floor > 0:  # no tube where the response is weak
+                scale = _below_floor_to_zero(scale, response, floor * limits[1])
+            return response, limits, scale
 
         place, name = geometry(layer), layer.name
         first, last = sigmas[0], sigmas[-1]
@@ -250,6 +268,20 @@ class VesselnessPanel(Panel):
             sources=[layer],
             memory_bytes=int(memory),
             operation="vesselness",
-            parameters={"sigmas": sigmas, **options, "best_scale": best},
+            parameters={
+                "sigmas": sigmas,
+                **options,
+                "best_scale": best,
+                "min_response": floor if best else None,
+            },
             store=store,
         )
+
+
+def _below_floor_to_zero(scale, response, floor: float):
+    """`scale` with 0 where `response` is below `floor` (lazily for Dask/zarr results)."""
+    if is_lazy(scale):
+        import dask.array as da
+
+        return da.where(as_dask(response) >= floor, as_dask(scale), 0).astype(scale.dtype)
+    return np.where(response >= floor, scale, 0).astype(scale.dtype)
