@@ -64,6 +64,32 @@ def number_box(label: str, value: float, *, decimals: int, **options) -> FloatSp
     return box
 
 
+def frangi_boxes(gamma_tooltip: str) -> tuple[FloatSpinBox, FloatSpinBox, FloatSpinBox]:
+    """Frangi's alpha, beta and c (gamma, 0 = automatic) boxes, defaults as scikit-image's."""
+    alpha = number_box(
+        "alpha",
+        FRANGI_DEFAULT,
+        decimals=3,
+        min=0.0,
+        max=100.0,
+        step=0.05,
+        tooltip="Vesselness: sensitivity to plate-like structures (3D only), > 0.",
+    )
+    beta = number_box(
+        "beta",
+        FRANGI_DEFAULT,
+        decimals=3,
+        min=0.0,
+        max=100.0,
+        step=0.05,
+        tooltip="Vesselness: sensitivity to blob-like structures, > 0.",
+    )
+    gamma = number_box(
+        "c (0 = auto)", 0.0, decimals=6, min=0.0, max=1e12, step=1.0, tooltip=gamma_tooltip
+    )
+    return alpha, beta, gamma
+
+
 def sigma_box(value: float, tooltip: str) -> FloatSpinBox:
     """The "sigma" box of both panels: 0 to 1e6, four decimals."""
     return number_box("sigma", value, decimals=4, min=0.0, max=1e6, step=0.1, tooltip=tooltip)
@@ -189,31 +215,9 @@ class HessianPanel(_DerivativePanel):
             tooltip="Vesselness: enhance bright tubes on a dark background, or dark tubes on "
             "a bright one.",
         )
-        self.alpha = FloatSpinBox(
-            label="alpha",
-            value=FRANGI_DEFAULT,
-            min=0.0,
-            max=100.0,
-            step=0.05,
-            tooltip="Vesselness: sensitivity to plate-like structures (3D only), > 0.",
-        )
-        self.beta = FloatSpinBox(
-            label="beta",
-            value=FRANGI_DEFAULT,
-            min=0.0,
-            max=100.0,
-            step=0.05,
-            tooltip="Vesselness: sensitivity to blob-like structures, > 0.",
-        )
-        self.gamma = number_box(
-            "c (0 = auto)",
-            0.0,
-            decimals=6,
-            min=0.0,
-            max=1e12,
-            step=1.0,
-            tooltip="Vesselness: sensitivity to overall contrast (Frangi's c, scikit-image's "
-            "gamma); 0 = automatic, half of the largest Hessian norm.",
+        self.alpha, self.beta, self.gamma = frangi_boxes(
+            "Vesselness: sensitivity to overall contrast (Frangi's c, scikit-image's "
+            "gamma); 0 = automatic, half of the largest Hessian norm."
         )
         super().__init__(
             viewer,

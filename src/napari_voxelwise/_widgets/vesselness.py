@@ -21,10 +21,10 @@ from ..ridges import VESSELNESS_METHODS, scale_range, vesselness, vesselness_pla
 from ._base import Panel, as_dask, is_lazy, layer_data, result_name
 from ._pickers import follow_layers, geometry, is_plain_image, layer_picker
 from .differential import (
-    FRANGI_DEFAULT,
     MAGNITUDE_COLORMAP,
     WORK_BYTES,
     WORK_FRACTION,
+    frangi_boxes,
     magnitude_limits,
     number_box,
 )
@@ -99,33 +99,9 @@ class VesselnessPanel(Panel):
             value="bright",
             tooltip="Enhance bright tubes on a dark background, or dark tubes on a bright one.",
         )
-        self.alpha = number_box(
-            "alpha",
-            FRANGI_DEFAULT,
-            decimals=3,
-            min=0.0,
-            max=100.0,
-            step=0.05,
-            tooltip="Frangi: sensitivity to plate-like structures (3D only), > 0.",
-        )
-        self.beta = number_box(
-            "beta",
-            FRANGI_DEFAULT,
-            decimals=3,
-            min=0.0,
-            max=100.0,
-            step=0.05,
-            tooltip="Frangi: sensitivity to blob-like structures, > 0.",
-        )
-        self.gamma = number_box(
-            "c (0 = auto)",
-            0.0,
-            decimals=6,
-            min=0.0,
-            max=1e12,
-            step=1.0,
-            tooltip="Frangi: sensitivity to contrast, in units of the scale-normalised "
-            "Hessian; 0 = automatic, half of its largest norm over the image and scales.",
+        self.alpha, self.beta, self.gamma = frangi_boxes(
+            "Frangi: sensitivity to contrast, in units of the scale-normalised Hessian; "
+            "0 = automatic, half of its largest norm over the image and scales."
         )
         self.floor = number_box(
             "min response",
