@@ -398,9 +398,10 @@ def _tiff_grid(path: Path):
         elif letter in "CS":
             names.append("c")
             types.append("channel")
-        else:
-            names.append(letter.lower())
-            types.append(None)
+        else:  # no name in the file (tifffile's Q): as for an array without metadata
+            default = default_grid(len(axes))
+            names.append(default.names[len(names)])
+            types.append(default.types[len(types)])
     if len(set(names)) != len(names):  # e.g. two "c" (C and S): make them unique
         names = [f"{name}{index}" for index, name in enumerate(names)]
     grid = Grid(
@@ -512,7 +513,7 @@ def with_spacing(grid: Grid, spacing) -> Grid:
 def spacing_line(path: Path, grid: Grid, file_grid: Grid) -> str:
     """The one line saying which axes and voxel sizes the command uses, and whence."""
     where = {
-        "none": "the file gives no voxel size: 1 per voxel (set it with --spacing)",
+        "none": "the file gives no voxel size: 1 per voxel; set it with --spacing",
         "--spacing": "from --spacing"
         + (f", over the file's {file_grid.describe()}" if file_grid.from_file else ""),
     }.get(grid.origin, f"from the {grid.origin}")
