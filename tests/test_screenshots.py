@@ -9,7 +9,14 @@ import numpy as np
 from skimage import io
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "make_screenshots.py"
-NAMES = ["statistics.png", "density.png", "masking.png", "hessian.png", "gradient.png"]
+NAMES = [
+    "statistics.png",
+    "density.png",
+    "masking.png",
+    "hessian.png",
+    "gradient.png",
+    "ome-zarr.png",
+]
 
 
 def load_script():

@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         required=True,
-        help="output file; its extension picks the format (.npy, .tif, .zarr, .ome.zarr: "
-        "an OME-Zarr image placed over the input, with a pyramid)",
+        help="output file; its extension picks the format (.npy, .tif, .zarr); .ome.zarr: "
+        "an OME-Zarr image placed over the input, with a pyramid",
     )
     common.add_argument("--component", help="array inside a .zarr group (path within the store)")
     common.add_argument(

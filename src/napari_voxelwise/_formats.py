@@ -437,7 +437,8 @@ def _bioio_image(path: Path, chunks, channel):
         from bioio import BioImage
     except ImportError:
         raise FormatError(
-            f"input {path}: {suffix} is read through bioio, which is not installed: {wanted}"
+            f"input {path}: unknown format {suffix}; use .npy, .tif/.tiff, .zarr, or read it "
+            f"through bioio: {wanted}"
         ) from None
     try:
         image = BioImage(path)
@@ -446,7 +447,8 @@ def _bioio_image(path: Path, chunks, channel):
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
         raise FormatError(
-            f"input {path}: no installed bioio reader opens {suffix} ({text}); {wanted}"
+            f"input {path}: unknown format {suffix}: no installed bioio reader opens it "
+            f"({text}); {wanted}"
         ) from exc
     sizes = image.physical_pixel_sizes
     names, types, units, scale = [], [], [], []
