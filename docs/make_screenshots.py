@@ -194,6 +194,54 @@ def vesselness_shot(viewer: napari.Viewer) -> None:
     viewer.layers.selection.active = best
 
 
+def ome_zarr_shot(viewer: napari.Viewer) -> None:
+    """The batch command's OME-Zarr outputs opened over their OME-Zarr source (the example of
+    docs/big-data.md), with the Density heatmap panel that places its maps the same way."""
+    import tempfile
+    import warnings
+
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscale
+
+    from napari_voxelwise._cli import main as batch
+
+    folder = Path(tempfile.mkdtemp(prefix="ome-zarr-shot-"))
+    rng = np.random.default_rng(1)
+    embryo = rng.normal(100, 10, (4, 16, 64, 64)).astype(np.float32)
+    embryo[:, 6:10, 20:44, 28:36] += 80  # a bright bar
+    axes = [{"name": "t", "type": "time", "unit": "second"}] + [
+        {"name": name, "type": "space", "unit": "micrometer"} for name in "zyx"
+    ]
+    placement = [[{"type": "scale", "scale": [30.0, 2.0, 0.5, 0.5]}]]
+    group = zarr.open_group(str(folder / "embryo.ome.zarr"), mode="w", zarr_format=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        write_multiscale(
+            [embryo], group, fmt=FormatV04(), axes=axes, coordinate_transformations=placement
+        )
+    source = str(folder / "embryo.ome.zarr")
+    density_options = ["--window", "1,4,4", "--threshold", "150"]
+    for arguments in (
+        ["variance", source, "-o", str(folder / "variance.ome.zarr"), "--axis", "0"],
+        ["density", source, "-o", str(folder / "density.ome.zarr"), *density_options],
+    ):
+        assert batch([*arguments, "--quiet"]) == 0, arguments
+    (embryo_layer,) = viewer.open(source, plugin="napari-ome-zarr")
+    (variance,) = viewer.open(str(folder / "variance.ome.zarr"), plugin="napari-ome-zarr")
+    (density,) = viewer.open(str(folder / "density.ome.zarr"), plugin="napari-ome-zarr")
+    embryo_layer.colormap = "gray"
+    variance.colormap, variance.blending, variance.opacity = "viridis", "additive", 0.5
+    density.colormap, density.blending, density.opacity = "inferno", "additive", 0.7
+    density.contrast_limits = (0, 1)
+    panel = _dock(viewer, "Density heatmap")
+    panel.layer_combo.value = embryo_layer
+    panel.window_edit.value = "1, 4, 4"
+    panel.threshold_spin.value = 150
+    viewer.layers.selection.active = density
+    _middle_slice(viewer, "z")
+
+
 #: file name -> what to show in it
 SHOTS: dict[str, Callable[[napari.Viewer], None]] = {
     "statistics.png": statistics_shot,
@@ -202,6 +250,7 @@ SHOTS: dict[str, Callable[[napari.Viewer], None]] = {
     "hessian.png": hessian_shot,
     "gradient.png": gradient_shot,
     "vesselness.png": vesselness_shot,
+    "ome-zarr.png": ome_zarr_shot,
 }
 
 

@@ -16,6 +16,7 @@ NAMES = [
     "hessian.png",
     "gradient.png",
     "vesselness.png",
+    "ome-zarr.png",
 ]
 
 

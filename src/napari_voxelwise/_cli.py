@@ -4,15 +4,20 @@
 
     napari-voxelwise variance stack.zarr -o variance.zarr --axis 0
     napari-voxelwise hessian-eigenvalues volume.tif -o eigenvalues.npy --sigma 2
+    napari-voxelwise hessian-eigenvalues embryo.ome.zarr -o eigenvalues.ome.zarr --sigma 2
     python -m napari_voxelwise norms stack.npy -o norms.csv
 
 Inputs are read lazily: ``.npy`` as a memory map (never with pickle),
 ``.tif``/``.tiff`` through tifffile's Zarr view, ``.zarr`` directories with
-Dask. The computation runs through Dask (see :mod:`napari_voxelwise._dask`)
-with a progress bar, locally or on a ``dask.distributed`` scheduler. ``.zarr``
-and ``.npy`` outputs are written chunk by chunk, so memory stays bounded;
-``.tif`` output is assembled in memory. An existing output is replaced only
-with ``--overwrite``, and only once the new one is complete.
+Dask. OME-Zarr images, OME-TIFF and ImageJ TIFF bring their axes and voxel
+sizes (``--spacing`` overrides them), other microscope formats come through
+bioio; an ``.ome.zarr`` output is an OME-Zarr image placed over its input (see
+:mod:`napari_voxelwise._formats`). The computation runs through Dask (see
+:mod:`napari_voxelwise._dask`) with a progress bar, locally or on a
+``dask.distributed`` scheduler. ``.zarr``, ``.ome.zarr`` and ``.npy`` outputs
+are written chunk by chunk, so memory stays bounded; ``.tif`` output is
+assembled in memory. An existing output is replaced only with ``--overwrite``,
+and only once the new one is complete.
 
 Errors (a missing or unreadable input, an existing output, a bad option) end
 the command with exit code 2 and a one-line message on stderr.
@@ -107,15 +112,33 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("input", type=Path, help="input file: .npy, .tif/.tiff or a .zarr folder")
+    common.add_argument(
+        "input",
+        type=Path,
+        help="input file: .npy, .tif/.tiff (OME, ImageJ), a .zarr folder (plain or OME-Zarr), "
+        "or another microscope format that an installed bioio plugin reads",
+    )
     common.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
-        help="output file; its extension picks the format (.npy, .tif, .zarr)",
+        help="output file; its extension picks the format (.npy, .tif, .zarr); .ome.zarr: "
+        "an OME-Zarr image placed over the input, with a pyramid",
     )
     common.add_argument("--component", help="array inside a .zarr group (path within the store)")
+    common.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="resolution level of an OME-Zarr input (default 0, the full resolution)",
+    )
+    common.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        help="the channel to compute, for an input with a channel axis (the output has none)",
+    )
     common.add_argument(
         "--chunks",
         type=_chunks,
@@ -268,6 +291,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="also load them on every worker of this dask.distributed scheduler",
     )
     return parser
+
+
+#: Operations computed in physical units: they take the input's voxel sizes.
+DERIVATIVES = ("gradient", "hessian-eigenvalues", "vesselness")
+
+
+def read_image(args, chunks):
+    """The input of `args` as a lazy Dask array, and its grid (axes, voxel sizes, origin).
+
+    Voxel sizes come from the file (OME-Zarr, OME-TIFF, ImageJ TIFF, bioio) or
+    ``--spacing``; gradient, hessian-eigenvalues and vesselness compute with them. Prints
+    which it uses, and whence, unless ``--quiet``.
+    """
+    from . import _formats
+
+    data, file_grid = _formats.read_image(
+        args.input, chunks, args.component, args.level, args.channel, read_array
+    )
+    grid = _formats.with_spacing(file_grid, getattr(args, "spacing", None))
+    if args.operation in DERIVATIVES and args.spacing is None:
+        if grid.from_file:  # the computation's spacing: all axes, or the spatial ones
+            frames = args.operation != "gradient" and (
+                getattr(args, "frames", False) or data.ndim == 4
+            )
+            args.spacing = grid.scale[1:] if frames else grid.scale
+    if not args.quiet:
+        print(_formats.spacing_line(args.input, grid, file_grid))
+    return data, grid
 
 
 def _names(text: str) -> list[str]:
@@ -542,11 +593,17 @@ def _store(result, path: Path):
     return da.store(result, target, lock=False, compute=False)
 
 
-def _write_all(results, paths, compute) -> None:
-    """Write results of one shape and dtype (vesselness and its scales) to `paths` in one
-    pass over the input."""
-    if len(results) == 1:
-        _write(results[0], paths[0], compute)
+def _write_all(results, paths, compute, placements) -> None:
+    """Write results of one shape and dtype (vesselness and its scales) to `paths`, in one
+    pass over the input unless one is an OME-Zarr (placed as `placements` say)."""
+    if len(results) == 1 or any(placements):
+        for result, path, placement in zip(results, paths, placements, strict=True):
+            if placement is None:
+                _write(result, path, compute)
+            else:
+                from . import _formats
+
+                _formats.write_ome_zarr(_regular(result), path, *placement, compute)
         return
     import dask
     import dask.array as da
@@ -688,11 +745,22 @@ def run(args) -> None:
         # a median needs the whole axis in one chunk: read it so, rather than rechunk
         whole = getattr(args, "statistic", None) == "median"
         chunks = partial(_reduction_chunks, axis=args.axis, whole_axis=whole)
-    data = read_array(args.input, chunks, args.component)
+    data, grid = read_image(args, chunks)
     mask = read_array(args.mask, role="mask") if args.operation == "mask" else None
     result = build_result(args, data, mask)
-    if args.output.suffix.lower() == ".csv" and result.ndim != 1:
+    results = list(result) if isinstance(result, tuple) else [result]
+    outputs = [args.output, getattr(args, "scale_output", None)][: len(results)]
+    if args.output.suffix.lower() == ".csv" and results[0].ndim != 1:
         raise CommandError("a .csv output holds a 1-D result (norms) only")
+    placements = [None] * len(results)  # OME-Zarr outputs: (grid, provenance)
+    for index, output in enumerate(outputs):
+        if output.name.lower().endswith(".ome.zarr"):
+            from . import _formats
+
+            placed, layout = _formats.result_grid(args, grid, data.shape, results[index].ndim)
+            results[index] = _formats.laid_out(results[index], layout)
+            sources = [args.input] + ([args.mask] if mask is not None else [])
+            placements[index] = (placed, _formats.provenance(args, sources))
     _wait_for_kernels()
     compute, on_every_worker, close = _computer(args)
     first_chunk = tuple(int(sizes[0]) for sizes in data.chunks)
@@ -703,8 +771,6 @@ def run(args) -> None:
     except BaseException:
         close()
         raise
-    results = list(result) if isinstance(result, tuple) else [result]
-    outputs = [args.output, getattr(args, "scale_output", None)][: len(results)]
     temporaries = [
         Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
         for output in outputs
@@ -713,7 +779,7 @@ def run(args) -> None:
         targets = [
             temporary / output.name for temporary, output in zip(temporaries, outputs, strict=True)
         ]
-        _write_all(results, targets, compute)
+        _write_all(results, targets, compute, placements)
         for target, output, temporary in zip(targets, outputs, temporaries, strict=True):
             _replace(target, output, temporary)
     finally:

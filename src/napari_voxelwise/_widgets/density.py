@@ -16,6 +16,7 @@ import napari.viewer
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit
 
+from .._geometry import block_placement
 from .._runner import Job
 from ..density import (
     DENSITY_EDGES,
@@ -75,12 +76,8 @@ def density_geometry(layer, window: tuple[int, ...], mode: str) -> dict:
     leading axes of a stack) keep their geometry.
     """
     geometry = spatial_geometry(layer)
-    sizes = np.asarray(window, dtype=float)
-    scale, translate = geometry["scale"], geometry["translate"]
-    return {
-        "scale": scale * sizes if mode == "block" else scale,
-        "translate": translate + (sizes - 1) / 2 * scale,
-    }
+    scale, translate = block_placement(geometry["scale"], geometry["translate"], window, mode)
+    return {"scale": scale, "translate": translate}
 
 
 class DensityPanel(Panel):

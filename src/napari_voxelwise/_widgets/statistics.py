@@ -12,6 +12,7 @@ import napari.viewer
 import numpy as np
 from magicgui.widgets import ComboBox, PushButton, SpinBox
 
+from .._geometry import reduced_placement
 from .._plan import default_workers, task_count
 from .._runner import Job
 from ..statistics import (
@@ -67,19 +68,15 @@ def reduced_geometry(layer, axis: int) -> dict:
     """
     geometry = spatial_geometry(layer)
     units = getattr(layer, "units", None)
-    kwargs = {}
+    length = layer_data(layer).shape[axis]
+    scale, translate = reduced_placement(geometry["scale"], geometry["translate"], axis, length)
+    kwargs = {"scale": scale, "translate": translate}
     if layer.ndim == 2:
-        length = layer_data(layer).shape[axis]
-        scale, translate = geometry["scale"], geometry["translate"]
-        translate[axis] += (length - 1) / 2 * scale[axis]
-        scale[axis] *= length
-        kwargs.update(scale=scale, translate=translate)
         if units is not None:
             kwargs["units"] = tuple(str(unit) for unit in units)
         if _has_own_axis_labels(layer):
             kwargs["axis_labels"] = tuple(layer.axis_labels)
         return kwargs
-    kwargs = {key: np.delete(value, axis) for key, value in geometry.items()}
     if units is not None:
         kwargs["units"] = _without((str(unit) for unit in units), axis)
     if _has_own_axis_labels(layer):
