@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: threads on this machine)",
     )
     common.add_argument(
+        "--memory-limit",
+        metavar="BYTES",
+        help="memory the computation may use, e.g. 1GB or 512MiB; chunks are sized to it "
+        "(default: a quarter of the available memory; with --scheduler, half of each "
+        "worker's memory limit)",
+    )
+    common.add_argument(
         "--overwrite", action="store_true", help="replace an existing output (once complete)"
     )
     common.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -511,6 +518,7 @@ def _computer(args):
                 print(file=sys.stdout)
             return future.result()
 
+        compute.workers = partial(_worker_capacity, client)
         return compute, client.run, client.close
 
     from dask.diagnostics import ProgressBar
@@ -521,7 +529,160 @@ def _computer(args):
         with ProgressBar():
             return dask.compute(collection)[0]
 
+    compute_local.workers = lambda: None
     return compute_local, lambda function: function(), lambda: None
+
+
+# --------------------------------------------------------------------------- memory budget
+
+#: Fraction of a cluster worker's memory limit that its chunks may use (distributed
+#: starts spilling to disk at 60%).
+WORKER_FRACTION = 0.5
+
+
+def _worker_capacity(client) -> tuple[int | None, int] | None:
+    """(memory limit or None, threads) of the cluster's worker with the least memory per
+    thread, or None without workers."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # older distributed: all workers
+        info = client.scheduler_info()
+    workers = list(info.get("workers", {}).values())
+    if not workers:
+        return None
+    limited = [w for w in workers if w.get("memory_limit")]
+    if not limited:
+        return None, max(int(w.get("nthreads") or 1) for w in workers)
+    tightest = min(limited, key=lambda w: w["memory_limit"] / max(int(w.get("nthreads") or 1), 1))
+    return int(tightest["memory_limit"]), max(int(tightest.get("nthreads") or 1), 1)
+
+
+def _memory_budget(args, compute) -> tuple[int, int, str]:
+    """(bytes, threads, where) the chunks are sized for: --memory-limit, or a quarter of
+    the memory available here, or half of a cluster worker's memory limit."""
+    from . import _budget
+
+    explicit = None
+    if args.memory_limit is not None:
+        try:
+            explicit = _budget.parse_budget(args.memory_limit)
+        except ValueError as exc:
+            raise CommandError(f"--memory-limit: {exc}") from None
+    capacity = compute.workers()
+    if capacity is not None:  # a cluster: per worker
+        limit, threads = capacity
+        if explicit is not None:
+            return explicit, threads, "per worker"
+        if limit is not None:
+            return int(WORKER_FRACTION * limit), threads, "per worker"
+        return _budget.default_budget(), threads, "per worker"
+    threads = _budget.local_threads()
+    return (_budget.default_budget() if explicit is None else explicit), threads, ""
+
+
+def _derivative_halo(args, shape, finite_depth: int):
+    from ._dask import derivative_halo
+
+    frames = args.operation == "hessian-eigenvalues" and (args.frames or len(shape) == 4)
+    spatial = shape[1:] if frames else shape
+    halo = derivative_halo(
+        spatial, args.sigma, args.spacing, truncate=args.truncate, finite_depth=finite_depth
+    )
+    return (0, *halo) if frames else halo
+
+
+def _sliding_halo(args, shape):
+    from .density import normalize_window
+
+    if args.mode != "sliding":
+        return None
+    window = args.window[0] if len(args.window) == 1 else args.window
+    return tuple(size - 1 for size in normalize_window(window, shape, args.mode, args.edge))
+
+
+#: Voxels each chunk of an operation reads from its neighbours, per axis: a function
+#: of (args, input shape); operations not named here read none.
+HALOS = {
+    "gradient": partial(_derivative_halo, finite_depth=1),
+    "hessian-eigenvalues": partial(_derivative_halo, finite_depth=2),
+    "density": _sliding_halo,
+}
+
+
+def _sized_chunks(args, shape, dtype, budget: int, threads: int):
+    """The input chunks of `args`'s operation within `budget` for `threads` threads, and
+    their estimated working set; ("auto", None) for an operation of unknown footprint."""
+    from . import _budget
+
+    operation = args.operation
+    if operation not in _budget.FOOTPRINTS:
+        return "auto", None
+    fixed = {}
+    if operation in ("variance", "statistic"):
+        whole = getattr(args, "statistic", None) == "median"
+        deep = _reduction_chunks(tuple(shape), args.axis, whole_axis=whole)
+        if deep != "auto":
+            fixed = {axis: size for axis, size in enumerate(deep) if size != "auto"}
+    if operation == "hessian-eigenvalues" and (args.frames or len(shape) == 4):
+        fixed = {0: 1}  # one frame per chunk
+    try:
+        halo = HALOS[operation](args, tuple(shape)) if operation in HALOS else None
+    except ValueError:  # bad scales or window: the computation reports them
+        return "auto", None
+    sizing = {"halo": halo, "shape": shape}
+    chunks = _budget.budget_chunks(
+        shape, dtype, operation, threads, budget, halo=halo, fixed=fixed
+    )
+    needed = _budget.working_set(chunks, dtype, operation, threads, **sizing)
+    return chunks, needed
+
+
+def _chunks_within_budget(args, data, compute):
+    """`data` read again in chunks sized to the memory budget (unless --chunks says how),
+    and the number of bytes to give Dask's ``array.chunk-size`` (for chunks that the
+    computation itself makes); prints one line about them unless --quiet."""
+    from dask.utils import format_bytes
+
+    from . import _budget
+
+    budget, threads, where = _memory_budget(args, compute)
+    per = f" {where}" if where else ""
+    thread_text = f"{threads} thread{'s' if threads != 1 else ''}"
+    if args.chunks != "auto":
+        chunks = tuple(max(sizes, default=1) for sizes in data.chunks)
+        if args.operation in _budget.FOOTPRINTS:
+            halo = None
+            try:
+                halo = HALOS[args.operation](args, data.shape) if args.operation in HALOS else None
+            except ValueError:
+                pass
+            needed = _budget.working_set(
+                chunks, data.dtype, args.operation, threads, shape=data.shape, halo=halo
+            )
+            if needed > budget and not args.quiet:
+                print(
+                    f"{PROG}: warning: --chunks {'x'.join(map(str, chunks))} need about "
+                    f"{format_bytes(needed)} with {thread_text}{per}, more than the memory "
+                    f"limit of {format_bytes(budget)}",
+                    file=sys.stderr,
+                )
+        return data, max(chunks_bytes(data), 1)
+    chunks, needed = _sized_chunks(args, data.shape, data.dtype, budget, threads)
+    if chunks == "auto":
+        return data, None
+    data = read_array(args.input, chunks, args.component)
+    if not args.quiet:
+        excess = " (the smallest chunks; more than the limit)" if needed > budget else ""
+        print(
+            f"memory limit {format_bytes(budget)}{per}, {thread_text}: chunks "
+            f"{'x'.join(map(str, chunks))}, about {format_bytes(needed)} in use{excess}"
+        )
+    return data, max(chunks_bytes(data), 1)
+
+
+def chunks_bytes(data) -> int:
+    """Bytes of the largest chunk of the Dask array `data`."""
+    return data.dtype.itemsize * math.prod(max(sizes, default=1) for sizes in data.chunks)
 
 
 def _wait_for_kernels() -> None:
@@ -585,25 +746,37 @@ def run(args) -> None:
         _run_warmup(args)
         return
     try:
-        import dask.array  # noqa: F401
+        import dask
+        import dask.array
     except ImportError:
         raise CommandError(
             "the batch command needs Dask, Zarr and tifffile: "
             "pip install 'napari-voxelwise[batch]'"
         ) from None
     _check_output(args)
-    chunks = args.chunks
-    if chunks == "auto" and args.operation in ("variance", "statistic"):
-        # a median needs the whole axis in one chunk: read it so, rather than rechunk
-        whole = getattr(args, "statistic", None) == "median"
-        chunks = partial(_reduction_chunks, axis=args.axis, whole_axis=whole)
-    data = read_array(args.input, chunks, args.component)
+    data = read_array(args.input, args.chunks, args.component)
     mask = read_array(args.mask, role="mask") if args.operation == "mask" else None
-    result = build_result(args, data, mask)
-    if args.output.suffix.lower() == ".csv" and result.ndim != 1:
-        raise CommandError("a .csv output holds a 1-D result (norms) only")
-    _wait_for_kernels()
     compute, on_every_worker, close = _computer(args)
+    try:
+        # chunks within the memory budget, also those the computation makes ("auto")
+        data, chunk_bytes = _chunks_within_budget(args, data, compute)
+    except BaseException:
+        close()
+        raise
+    with dask.config.set({"array.chunk-size": chunk_bytes} if chunk_bytes else {}):
+        _run_sized(args, data, mask, compute, on_every_worker, close)
+
+
+def _run_sized(args, data, mask, compute, on_every_worker, close) -> None:
+    """The rest of :func:`run`, once `data` has its chunks."""
+    try:
+        result = build_result(args, data, mask)
+        if args.output.suffix.lower() == ".csv" and result.ndim != 1:
+            raise CommandError("a .csv output holds a 1-D result (norms) only")
+    except BaseException:
+        close()
+        raise
+    _wait_for_kernels()
     first_chunk = tuple(int(sizes[0]) for sizes in data.chunks)
     mask_shape = None if mask is None else tuple(mask.shape)
     prepare = partial(_prepare_kernels, vars(args), first_chunk, data.dtype.str, mask_shape)
