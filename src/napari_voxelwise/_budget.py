@@ -53,21 +53,28 @@ class Footprint:
 
 
 #: Memory per voxel of each operation of the batch command (and of the panels).
-#: Measured on a 64 x 256 x 256 float32 chunk, rounded up; ``result`` is the
+#: ``work``: measured on a 64 x 256 x 256 float32 chunk (rounded up); operations that
+#: read a halo also hold the chunk joined to its halo (4) and the result trimmed back
+#: to the chunk (a copy of ``result``) in the chunked path, added here. ``result``: the
 #: size of the output per input voxel.
 FOOTPRINTS: dict[str, Footprint] = {
     # moments keep float64 partial results of every chunk until merged: 12 measured + 4
     "variance": Footprint(work=16, result=0),
     "statistic": Footprint(work=16, result=0),
     "norms": Footprint(work=9, result=0),
-    "density": Footprint(work=17, result=4),  # sliding mode; block mode measured 8.5
+    "density": Footprint(work=17 + 4, result=4),  # sliding mode; block mode measured 8.5
     "mask": Footprint(work=17, result=4),
-    "gradient": Footprint(work=32, result=12),  # vectors; the magnitude measured 20
-    "hessian-eigenvalues": Footprint(work=34, result=12),
+    "gradient": Footprint(work=32 + 4 + 12, result=12),  # vectors; the magnitude measured 20
+    "hessian-eigenvalues": Footprint(work=34 + 4 + 12, result=12),
 }
 
+#: Depth of the chunks along a reduced axis (its partial results stay few and small).
+REDUCTION_DEPTH = 32
 #: Fraction of the available memory used when no budget is given.
 DEFAULT_FRACTION = 0.25
+#: Fraction of a cluster worker's memory limit that its chunks may use by default
+#: (distributed starts spilling to disk at 60%).
+WORKER_FRACTION = 0.5
 
 
 def footprint(operation: str | Footprint) -> Footprint:
@@ -106,6 +113,8 @@ def parse_budget(text: str | int) -> int:
     from dask.utils import parse_bytes
 
     try:
+        if isinstance(text, str) and not text.strip():
+            raise ValueError("empty")
         value = parse_bytes(text)
     except (ValueError, TypeError, KeyError):
         raise ValueError(
@@ -122,6 +131,37 @@ def local_threads() -> int:
     import dask.system
 
     return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
+
+
+def worker_capacity(client) -> tuple[int | None, int] | None:
+    """(memory limit or None, threads) of the cluster's worker with the least memory per
+    thread, or None without workers."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # older distributed: all workers
+        info = client.scheduler_info()
+    workers = list(info.get("workers", {}).values())
+    if not workers:
+        return None
+    limited = [w for w in workers if w.get("memory_limit")]
+    if not limited:
+        return None, max(int(w.get("nthreads") or 1) for w in workers)
+    tightest = min(limited, key=lambda w: w["memory_limit"] / max(int(w.get("nthreads") or 1), 1))
+    return int(tightest["memory_limit"]), max(int(tightest.get("nthreads") or 1), 1)
+
+
+def budget_and_threads(client=None, budget: int | None = None) -> tuple[int, int]:
+    """(bytes, threads) to size chunks for: on this machine, Dask's threads and `budget`
+    (default :func:`default_budget`); with a ``dask.distributed`` `client`, per worker: the
+    threads of its worker with the least memory per thread, and `budget` (default half that
+    worker's memory limit, or :func:`default_budget` for workers without one)."""
+    capacity = None if client is None else worker_capacity(client)
+    if capacity is None:
+        return (default_budget() if budget is None else int(budget)), local_threads()
+    limit, threads = capacity
+    if budget is None:
+        budget = int(WORKER_FRACTION * limit) if limit else default_budget()
+    return int(budget), threads
 
 
 def _scale(dtype) -> int:
@@ -226,7 +266,7 @@ def budget_chunks(
     --------
     >>> budget_chunks((512, 256, 256), "float32", "hessian-eigenvalues", 2, 2**30,
     ...               halo=(8, 8, 8))
-    (128, 256, 256)
+    (103, 256, 256)
     >>> budget_chunks((40, 256, 256, 256), "float32", "variance", 2, 2**30, fixed={0: 32})
     (32, 12, 256, 256)
     """

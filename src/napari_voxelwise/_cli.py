@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _budget
+
 PROG = "napari-voxelwise"
 INPUT_FORMATS = (".npy", ".tif", ".tiff", ".zarr")
 OUTPUT_FORMATS = (".npy", ".tif", ".tiff", ".zarr")
@@ -370,7 +372,7 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the operations
 
 #: Depth of the chunks along a reduced axis that the command reads by default.
-REDUCTION_DEPTH = 32
+REDUCTION_DEPTH = _budget.REDUCTION_DEPTH
 
 
 def _reduction_chunks(shape: tuple[int, ...], axis: int, whole_axis: bool = False):
@@ -518,7 +520,7 @@ def _computer(args):
                 print(file=sys.stdout)
             return future.result()
 
-        compute.workers = partial(_worker_capacity, client)
+        compute.client = client
         return compute, client.run, client.close
 
     from dask.diagnostics import ProgressBar
@@ -529,55 +531,24 @@ def _computer(args):
         with ProgressBar():
             return dask.compute(collection)[0]
 
-    compute_local.workers = lambda: None
+    compute_local.client = None
     return compute_local, lambda function: function(), lambda: None
 
 
 # --------------------------------------------------------------------------- memory budget
 
-#: Fraction of a cluster worker's memory limit that its chunks may use (distributed
-#: starts spilling to disk at 60%).
-WORKER_FRACTION = 0.5
-
-
-def _worker_capacity(client) -> tuple[int | None, int] | None:
-    """(memory limit or None, threads) of the cluster's worker with the least memory per
-    thread, or None without workers."""
-    try:
-        info = client.scheduler_info(n_workers=-1)
-    except TypeError:  # older distributed: all workers
-        info = client.scheduler_info()
-    workers = list(info.get("workers", {}).values())
-    if not workers:
-        return None
-    limited = [w for w in workers if w.get("memory_limit")]
-    if not limited:
-        return None, max(int(w.get("nthreads") or 1) for w in workers)
-    tightest = min(limited, key=lambda w: w["memory_limit"] / max(int(w.get("nthreads") or 1), 1))
-    return int(tightest["memory_limit"]), max(int(tightest.get("nthreads") or 1), 1)
-
 
 def _memory_budget(args, compute) -> tuple[int, int, str]:
-    """(bytes, threads, where) the chunks are sized for: --memory-limit, or a quarter of
+    """(bytes, threads, where) the chunks are sized for: --memory-limit, else a quarter of
     the memory available here, or half of a cluster worker's memory limit."""
-    from . import _budget
-
     explicit = None
     if args.memory_limit is not None:
         try:
             explicit = _budget.parse_budget(args.memory_limit)
         except ValueError as exc:
             raise CommandError(f"--memory-limit: {exc}") from None
-    capacity = compute.workers()
-    if capacity is not None:  # a cluster: per worker
-        limit, threads = capacity
-        if explicit is not None:
-            return explicit, threads, "per worker"
-        if limit is not None:
-            return int(WORKER_FRACTION * limit), threads, "per worker"
-        return _budget.default_budget(), threads, "per worker"
-    threads = _budget.local_threads()
-    return (_budget.default_budget() if explicit is None else explicit), threads, ""
+    budget, threads = _budget.budget_and_threads(compute.client, explicit)
+    return budget, threads, "" if compute.client is None else "per worker"
 
 
 def _derivative_halo(args, shape, finite_depth: int):
@@ -612,8 +583,6 @@ HALOS = {
 def _sized_chunks(args, shape, dtype, budget: int, threads: int):
     """The input chunks of `args`'s operation within `budget` for `threads` threads, and
     their estimated working set; ("auto", None) for an operation of unknown footprint."""
-    from . import _budget
-
     operation = args.operation
     if operation not in _budget.FOOTPRINTS:
         return "auto", None
@@ -642,8 +611,6 @@ def _chunks_within_budget(args, data, compute):
     and the number of bytes to give Dask's ``array.chunk-size`` (for chunks that the
     computation itself makes); prints one line about them unless --quiet."""
     from dask.utils import format_bytes
-
-    from . import _budget
 
     budget, threads, where = _memory_budget(args, compute)
     per = f" {where}" if where else ""
