@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _budget
+
 PROG = "napari-voxelwise"
 INPUT_FORMATS = (".npy", ".tif", ".tiff", ".zarr")
 OUTPUT_FORMATS = (".npy", ".tif", ".tiff", ".zarr")
@@ -151,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="address of a dask.distributed scheduler, e.g. tcp://10.0.0.5:8786 "
         "(default: threads on this machine)",
+    )
+    common.add_argument(
+        "--memory-limit",
+        metavar="BYTES",
+        help="memory the computation may use, e.g. 1GB or 512MiB; chunks are sized to it "
+        "(default: a quarter of the available memory; with --scheduler, half of each "
+        "worker's memory limit)",
     )
     common.add_argument(
         "--overwrite", action="store_true", help="replace an existing output (once complete)"
@@ -451,7 +460,7 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the operations
 
 #: Depth of the chunks along a reduced axis that the command reads by default.
-REDUCTION_DEPTH = 32
+REDUCTION_DEPTH = _budget.REDUCTION_DEPTH
 
 
 def _reduction_chunks(shape: tuple[int, ...], axis: int, whole_axis: bool = False):
@@ -657,6 +666,7 @@ def _computer(args):
                 print(file=sys.stdout)
             return future.result()
 
+        compute.client = client
         return compute, client.run, client.close
 
     from dask.diagnostics import ProgressBar
@@ -667,7 +677,141 @@ def _computer(args):
         with ProgressBar():
             return dask.compute(collection)[0]
 
+    compute_local.client = None
     return compute_local, lambda function: function(), lambda: None
+
+
+# --------------------------------------------------------------------------- memory budget
+
+
+def _memory_budget(args, compute) -> tuple[int, int, str]:
+    """(bytes, threads, where) the chunks are sized for: --memory-limit, else a quarter of
+    the memory available here, or half of a cluster worker's memory limit."""
+    explicit = None
+    if args.memory_limit is not None:
+        try:
+            explicit = _budget.parse_budget(args.memory_limit)
+        except ValueError as exc:
+            raise CommandError(f"--memory-limit: {exc}") from None
+    budget, threads = _budget.budget_and_threads(compute.client, explicit)
+    return budget, threads, "" if compute.client is None else "per worker"
+
+
+def _derivative_halo(args, shape, finite_depth: int):
+    from ._dask import derivative_halo
+
+    frames = args.operation == "hessian-eigenvalues" and (args.frames or len(shape) == 4)
+    spatial = shape[1:] if frames else shape
+    halo = derivative_halo(
+        spatial, args.sigma, args.spacing, truncate=args.truncate, finite_depth=finite_depth
+    )
+    return (0, *halo) if frames else halo
+
+
+def _vesselness_halo(args, shape):
+    from ._dask import derivative_halo
+
+    frames = len(shape) == 4
+    spatial = shape[1:] if frames else shape
+    halo = derivative_halo(spatial, max(args.sigmas), args.spacing)
+    return (0, *halo) if frames else halo
+
+
+def _sliding_halo(args, shape):
+    from .density import normalize_window
+
+    if args.mode != "sliding":
+        return None
+    window = args.window[0] if len(args.window) == 1 else args.window
+    return tuple(size - 1 for size in normalize_window(window, shape, args.mode, args.edge))
+
+
+#: Voxels each chunk of an operation reads from its neighbours, per axis: a function
+#: of (args, input shape); operations not named here read none.
+HALOS = {
+    "gradient": partial(_derivative_halo, finite_depth=1),
+    "hessian-eigenvalues": partial(_derivative_halo, finite_depth=2),
+    "vesselness": _vesselness_halo,
+    "density": _sliding_halo,
+}
+
+
+def _sized_chunks(args, shape, dtype, budget: int, threads: int):
+    """The input chunks of `args`'s operation within `budget` for `threads` threads, and
+    their estimated working set; ("auto", None) for an operation of unknown footprint."""
+    operation = args.operation
+    if operation not in _budget.FOOTPRINTS:
+        return "auto", None
+    fixed = {}
+    if operation in ("variance", "statistic"):
+        whole = getattr(args, "statistic", None) == "median"
+        deep = _reduction_chunks(tuple(shape), args.axis, whole_axis=whole)
+        if deep != "auto":
+            fixed = {axis: size for axis, size in enumerate(deep) if size != "auto"}
+    if (operation == "hessian-eigenvalues" and args.frames) or (
+        operation in ("hessian-eigenvalues", "vesselness") and len(shape) == 4
+    ):
+        fixed = {0: 1}  # one frame per chunk
+    try:
+        halo = HALOS[operation](args, tuple(shape)) if operation in HALOS else None
+    except ValueError:  # bad scales or window: the computation reports them
+        return "auto", None
+    sizing = {"halo": halo, "shape": shape}
+    chunks = _budget.budget_chunks(
+        shape, dtype, operation, threads, budget, halo=halo, fixed=fixed
+    )
+    needed = _budget.working_set(chunks, dtype, operation, threads, **sizing)
+    return chunks, needed
+
+
+def _chunks_within_budget(args, data, compute):
+    """`data` read again in chunks sized to the memory budget (unless --chunks says how),
+    and the number of bytes to give Dask's ``array.chunk-size`` (for chunks that the
+    computation itself makes); prints one line about them unless --quiet."""
+    from dask.utils import format_bytes
+
+    budget, threads, where = _memory_budget(args, compute)
+    per = f" {where}" if where else ""
+    thread_text = f"{threads} thread{'s' if threads != 1 else ''}"
+    if args.chunks != "auto":
+        chunks = tuple(max(sizes, default=1) for sizes in data.chunks)
+        if args.operation in _budget.FOOTPRINTS:
+            halo = None
+            try:
+                halo = HALOS[args.operation](args, data.shape) if args.operation in HALOS else None
+            except ValueError:
+                pass
+            needed = _budget.working_set(
+                chunks, data.dtype, args.operation, threads, shape=data.shape, halo=halo
+            )
+            if needed > budget and not args.quiet:
+                print(
+                    f"{PROG}: warning: --chunks {'x'.join(map(str, chunks))} need about "
+                    f"{format_bytes(needed)} with {thread_text}{per}, more than the memory "
+                    f"limit of {format_bytes(budget)}",
+                    file=sys.stderr,
+                )
+        return data, max(chunks_bytes(data), 1)
+    chunks, needed = _sized_chunks(args, data.shape, data.dtype, budget, threads)
+    if chunks == "auto":
+        return data, None
+    from . import _formats
+
+    data, _ = _formats.read_image(
+        args.input, chunks, args.component, args.level, args.channel, read_array
+    )
+    if not args.quiet:
+        excess = " (the smallest chunks; more than the limit)" if needed > budget else ""
+        print(
+            f"memory limit {format_bytes(budget)}{per}, {thread_text}: chunks "
+            f"{'x'.join(map(str, chunks))}, about {format_bytes(needed)} in use{excess}"
+        )
+    return data, max(chunks_bytes(data), 1)
+
+
+def chunks_bytes(data) -> int:
+    """Bytes of the largest chunk of the Dask array `data`."""
+    return data.dtype.itemsize * math.prod(max(sizes, default=1) for sizes in data.chunks)
 
 
 def _wait_for_kernels() -> None:
@@ -733,36 +877,48 @@ def run(args) -> None:
         _run_warmup(args)
         return
     try:
-        import dask.array  # noqa: F401
+        import dask
+        import dask.array
     except ImportError:
         raise CommandError(
             "the batch command needs Dask, Zarr and tifffile: "
             "pip install 'napari-voxelwise[batch]'"
         ) from None
     _check_output(args)
-    chunks = args.chunks
-    if chunks == "auto" and args.operation in ("variance", "statistic"):
-        # a median needs the whole axis in one chunk: read it so, rather than rechunk
-        whole = getattr(args, "statistic", None) == "median"
-        chunks = partial(_reduction_chunks, axis=args.axis, whole_axis=whole)
-    data, grid = read_image(args, chunks)
+    data, grid = read_image(args, args.chunks)
     mask = read_array(args.mask, role="mask") if args.operation == "mask" else None
-    result = build_result(args, data, mask)
-    results = list(result) if isinstance(result, tuple) else [result]
-    outputs = [args.output, getattr(args, "scale_output", None)][: len(results)]
-    if args.output.suffix.lower() == ".csv" and results[0].ndim != 1:
-        raise CommandError("a .csv output holds a 1-D result (norms) only")
-    placements = [None] * len(results)  # OME-Zarr outputs: (grid, provenance)
-    for index, output in enumerate(outputs):
-        if output.name.lower().endswith(".ome.zarr"):
-            from . import _formats
-
-            placed, layout = _formats.result_grid(args, grid, data.shape, results[index].ndim)
-            results[index] = _formats.laid_out(results[index], layout)
-            sources = [args.input] + ([args.mask] if mask is not None else [])
-            placements[index] = (placed, _formats.provenance(args, sources))
-    _wait_for_kernels()
     compute, on_every_worker, close = _computer(args)
+    try:
+        # chunks within the memory budget, also those the computation makes ("auto")
+        data, chunk_bytes = _chunks_within_budget(args, data, compute)
+    except BaseException:
+        close()
+        raise
+    with dask.config.set({"array.chunk-size": chunk_bytes} if chunk_bytes else {}):
+        _run_sized(args, data, grid, mask, compute, on_every_worker, close)
+
+
+def _run_sized(args, data, grid, mask, compute, on_every_worker, close) -> None:
+    """The rest of :func:`run`, once `data` has its chunks."""
+    try:
+        result = build_result(args, data, mask)
+        results = list(result) if isinstance(result, tuple) else [result]
+        outputs = [args.output, getattr(args, "scale_output", None)][: len(results)]
+        if args.output.suffix.lower() == ".csv" and results[0].ndim != 1:
+            raise CommandError("a .csv output holds a 1-D result (norms) only")
+        placements = [None] * len(results)  # OME-Zarr outputs: (grid, provenance)
+        for index, output in enumerate(outputs):
+            if output.name.lower().endswith(".ome.zarr"):
+                from . import _formats
+
+                placed, layout = _formats.result_grid(args, grid, data.shape, results[index].ndim)
+                results[index] = _formats.laid_out(results[index], layout)
+                sources = [args.input] + ([args.mask] if mask is not None else [])
+                placements[index] = (placed, _formats.provenance(args, sources))
+    except BaseException:
+        close()
+        raise
+    _wait_for_kernels()
     first_chunk = tuple(int(sizes[0]) for sizes in data.chunks)
     mask_shape = None if mask is None else tuple(mask.shape)
     prepare = partial(_prepare_kernels, vars(args), first_chunk, data.dtype.str, mask_shape)

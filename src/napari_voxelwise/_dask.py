@@ -502,6 +502,16 @@ def _derivative_depth(volume, sigma, spacing, truncate, finite_depth: int):
     return tuple(depth), tuple(minimum)
 
 
+def derivative_halo(shape, sigma, spacing=None, *, truncate=4.0, finite_depth=2):
+    """Voxels each chunk of a derivative of a volume of `shape` reads from each neighbour,
+    per axis: the kernel radius for Gaussian derivatives (`sigma` > 0), `finite_depth`
+    (1 for gradients, 2 for Hessians) for finite differences. Raises the core's ValueError
+    for bad scales."""
+    stand_in = np.broadcast_to(np.zeros((), np.float32), tuple(shape))
+    sigma, spacing, truncate = _differential._check_scales(stand_in, sigma, spacing, truncate)
+    return _derivative_depth(stand_in, sigma, spacing, truncate, finite_depth)[0]
+
+
 def _halo_map(volume: da.Array, depth, minimum, compute, trailing, dtype, *scalars) -> da.Array:
     """``compute(chunk with halo, *scalars)`` trimmed back to the chunk, for every chunk.
 

@@ -86,6 +86,40 @@ def _remove_all_stores() -> None:
 atexit.register(_remove_all_stores)
 
 
+def budgeted(data, operation: str, *, halo=None, fixed=None, budget: int | None = None):
+    """`data` as a Dask array whose chunks fit a memory budget for `operation`.
+
+    The budget is `budget` bytes (default: a quarter of the memory available, or half
+    a worker's memory limit on an active ``dask.distributed`` cluster), shared by the
+    threads that compute (this machine's, or one worker's) and the ``2 x threads``
+    chunks that :func:`dask_result_plan` holds per step; chunks are sized by
+    :func:`napari_voxelwise._budget.budget_chunks` (`halo`, `fixed` are its). A Zarr
+    (or other) array is read in those chunks; a Dask array is rechunked only where its
+    chunks exceed them.
+    """
+    import dask.array as da
+
+    from . import _budget
+
+    client = active_client()
+    budget, threads = _budget.budget_and_threads(client, budget)
+    if client is None:
+        threads = default_workers()
+    sizing = {"halo": halo, "in_flight": 2 * threads}
+    chunks = _budget.budget_chunks(
+        data.shape, data.dtype, operation, threads, budget, fixed=fixed, **sizing
+    )
+    if not is_dask_array(data):
+        return da.from_array(data, chunks=chunks)
+    present = tuple(max(sizes, default=1) for sizes in data.chunks)
+    needed = _budget.working_set(
+        present, data.dtype, operation, threads, shape=data.shape, **sizing
+    )
+    if needed <= budget:
+        return data
+    return data.rechunk(tuple(min(c, p) for c, p in zip(chunks, present, strict=True)))
+
+
 def dask_result_plan(
     result, store: str | os.PathLike | None = None, description: str = ""
 ) -> Plan:

@@ -98,10 +98,18 @@ def is_lazy(data) -> bool:
     return not isinstance(data, np.ndarray)
 
 
-def as_dask(data):
-    """`data` as a Dask array: Dask arrays as they are; zarr and others by their own chunks."""
+def as_dask(data, operation: str | None = None, **sizing):
+    """`data` as a Dask array: Dask arrays as they are; zarr and others by their own chunks.
+
+    With an `operation` (a name of ``_budget.FOOTPRINTS``), chunks fit the memory budget
+    of a panel run (see :func:`.._lazy.budgeted`; `sizing`: its `halo` and `fixed`).
+    """
     from .._validation import is_dask_array
 
+    if operation is not None:
+        from .._lazy import budgeted
+
+        return budgeted(data, operation, **sizing)
     if is_dask_array(data):
         return data
     import dask.array as da
@@ -117,6 +125,17 @@ def lazy_memory(result, stored: bool) -> int:
     largest_chunk = math.prod(max(sizes, default=1) for sizes in result.chunks)
     in_flight = 2 * default_workers() * largest_chunk * result.dtype.itemsize
     return int((0 if stored else result.nbytes) + CHUNK_WORK_FACTOR * in_flight)
+
+
+def derivative_sizing(shape, spatial: int, sigma, spacing, finite_depth: int) -> dict:
+    """The `halo` (and one frame per chunk for a leading time axis) of a derivative of
+    data of `shape` with `spatial` axes, for :func:`as_dask`."""
+    from .._dask import derivative_halo
+
+    halo = derivative_halo(shape[-spatial:], sigma, spacing, finite_depth=finite_depth)
+    if len(shape) == spatial:
+        return {"halo": halo}
+    return {"halo": (0, *halo), "fixed": {0: 1}}
 
 
 def lazy_over_frames(data, spatial: int, function):

@@ -178,7 +178,10 @@ class DensityPanel(Panel):
         # the float32 map, plus the per-task counts (a few input rows each)
         memory, store = 4 * output_elements + 64 * 2**20, None
         if is_lazy(data):  # Dask/zarr: chunk by chunk, into memory or a zarr store
-            plan, memory, store = self.lazy_plan(density_map(as_dask(data), **options), title)
+            halo = tuple(size - 1 for size in sizes) if mode == "sliding" else None
+            plan, memory, store = self.lazy_plan(
+                density_map(as_dask(data, "density", halo=halo), **options), title
+            )
         else:
             plan = density_plan(data, **options)
         kwargs = {

@@ -38,6 +38,7 @@ from ..differential import (
 from ._base import (
     Panel,
     as_dask,
+    derivative_sizing,
     is_lazy,
     layer_data,
     lazy_over_frames,
@@ -243,8 +244,9 @@ class HessianPanel(_DerivativePanel):
         title = f"Hessian eigenvalues of '{layer.name}'"
         store = None
         if is_lazy(data):  # Dask/zarr: chunk by chunk, into memory or a zarr store
+            sizing = derivative_sizing(data.shape, spatial, sigma, spacing, finite_depth=2)
             lazy = lazy_over_frames(
-                as_dask(data),
+                as_dask(data, "hessian-eigenvalues", **sizing),
                 spatial,
                 lambda volume: hessian_eigenvalues(volume, sigma, spacing, order),
             )
@@ -398,8 +400,11 @@ class GradientPanel(_DerivativePanel):
                 )
             # Dask/zarr: chunk by chunk, into memory or zarr stores (one folder)
             function = gradient_magnitude if magnitude else gradient_vectors
+            sizing = derivative_sizing(data.shape, spatial, sigma, spacing, finite_depth=1)
             lazy = lazy_over_frames(
-                as_dask(data), spatial, lambda volume: function(volume, spacing, sigma)
+                as_dask(data, "gradient", **sizing),
+                spatial,
+                lambda volume: function(volume, spacing, sigma),
             )
             if magnitude:
                 plan, memory, store = self.lazy_plan(lazy, title, nbytes=results)

@@ -204,7 +204,9 @@ class MaskPanel(Panel):
         result_dtype = fill_dtype(image.dtype, fill)
         memory, store = math.prod(image.shape) * result_dtype.itemsize + inside.nbytes, None
         if is_lazy(image) or is_lazy(inside):  # Dask/zarr: chunk by chunk
-            plan, memory, store = self.lazy_plan(apply_mask(as_dask(image), inside, fill), title)
+            plan, memory, store = self.lazy_plan(
+                apply_mask(as_dask(image, "mask"), inside, fill), title
+            )
         else:
             plan = apply_mask_plan(image, inside, fill)
         kwargs["colormap"] = target.colormap

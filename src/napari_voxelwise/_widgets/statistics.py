@@ -12,6 +12,7 @@ import napari.viewer
 import numpy as np
 from magicgui.widgets import ComboBox, PushButton, SpinBox
 
+from .._budget import REDUCTION_DEPTH
 from .._geometry import reduced_placement
 from .._plan import default_workers, task_count
 from .._runner import Job
@@ -220,7 +221,9 @@ class StatisticsPanel(Panel):
         title = f"{statistic.capitalize()} of '{layer.name}' along axis {axis}"
         store = None
         if is_lazy(data):  # Dask/zarr: chunk by chunk, into memory or a zarr store
-            lazy = axis_statistic(as_dask(data), statistic, axis=axis, ddof=ddof)
+            depth = -1 if statistic == "median" else min(data.shape[axis], REDUCTION_DEPTH)
+            chunked = as_dask(data, "statistic", fixed={axis: depth})
+            lazy = axis_statistic(chunked, statistic, axis=axis, ddof=ddof)
             plan, memory, store = self.lazy_plan(lazy, title)
         else:
             plan = statistic_plan(data, statistic, axis=axis, ddof=ddof)
@@ -245,7 +248,7 @@ class StatisticsPanel(Panel):
         """The L2 norm of every frame along the chosen axis, shown as a plot in the panel."""
         layer, data, axis = self._chosen()
         if is_lazy(data):  # one number per frame: always computed into memory
-            plan = self.lazy_plan(frame_norms(as_dask(data), axis=axis), "frame norms")[0]
+            plan = self.lazy_plan(frame_norms(as_dask(data, "norms"), axis=axis), "frame norms")[0]
         else:
             plan = frame_norms_plan(data, axis=axis)
         axis_title = f"index along axis {self.axis_combo.current_choice}"
