@@ -66,6 +66,8 @@ FOOTPRINTS: dict[str, Footprint] = {
     "mask": Footprint(work=17, result=4),
     "gradient": Footprint(work=32 + 4 + 12, result=12),  # vectors; the magnitude measured 20
     "hessian-eigenvalues": Footprint(work=34 + 4 + 12, result=12),
+    # the response and the scale map travel together: 8 bytes of result
+    "vesselness": Footprint(work=34 + 4 + 8, result=8),
 }
 
 #: Depth of the chunks along a reduced axis (its partial results stay few and small).

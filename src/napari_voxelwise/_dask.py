@@ -750,9 +750,14 @@ def vesselness(
     dtype = check.result_float_dtype(image.dtype)
     scalars = []
     if method == "frangi" and gamma is None:
+        from dask.graph_manipulation import bind
+
         norm_map = _halo_map(image, depth, minimum, per_frame(norms), (), np.float64)
         largest = da.reduction(norm_map, _fmax, _fmax, axis=None, dtype=np.float64)
         scalars = [largest.map_blocks(_half_or_one, dtype=np.float64)]
+        # the second pass reads the input again, once gamma is known: no chunk of it is
+        # held in memory from the first pass to the second
+        image = bind(image, largest)
     elif gamma is not None:
         scalars = [da.from_array(np.float64(gamma))]
     else:  # Sato: no gamma
