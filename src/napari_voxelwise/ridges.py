@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _portable
+from . import _device, _gpu, _portable
 from . import _validation as check
 from ._plan import Plan, resolve_workers
 from .differential import (
@@ -45,6 +45,7 @@ def vesselness(
     gamma: float | None = None,
     return_scale: bool = False,
     workers: int | None = None,
+    device: str = "auto",
 ):
     """Vesselness over several scales: the strongest response per voxel, and its scale.
 
@@ -96,6 +97,12 @@ def vesselness(
         Also return the best-scale map.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -118,18 +125,13 @@ def vesselness(
     >>> float(scale[4, 12, 12])
     2.0
     """
+    options = dict(method=method, ridges=ridges, spacing=spacing, alpha=alpha, beta=beta)
+    options.update(gamma=gamma, return_scale=return_scale)
     if check.is_dask_array(image):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().vesselness(
-            image,
-            sigmas,
-            method=method,
-            ridges=ridges,
-            spacing=spacing,
-            alpha=alpha,
-            beta=beta,
-            gamma=gamma,
-            return_scale=return_scale,
-        )
+        dask = check.dask_functions()
+        return _gpu.on_dask(device, image, lambda data: dask.vesselness(data, sigmas, **options))
+    if _device.resolve(device, image) == "gpu":
+        return _gpu.vesselness_plan(image, sigmas, **options).compute()
     return vesselness_plan(
         image,
         sigmas,
