@@ -305,20 +305,28 @@ def normalised_norms(volume, sigmas, spacing) -> np.ndarray:
     skips it); one thread. The Dask twin reduces this map to Frangi's
     automatic gamma, so that it equals the NumPy result's.
     """
-    volume = check.as_numeric_array(volume, "volume")
+    on_device = _device.is_device_array(volume)  # a CuPy chunk: the portable path, whole
+    if not on_device:
+        volume = check.as_numeric_array(volume, "volume")
+    xp = _portable.array_namespace(volume)
     unique = [orders for _, orders in _hessian_orders(volume.ndim)]
     weights = [1.0 if max(orders) == 2 else 2.0 for orders in unique]  # off-diagonals: twice
-    out = np.zeros(volume.shape, np.float64)
+    out = xp.zeros(volume.shape, xp.float64)
 
     for sigma in sigmas:
 
         def consume(start, stop, components, kernels, normalise=sigma * sigma):
             total = sum(
-                weight * np.square(components[orders], dtype=np.float64)
+                weight * xp.square(components[orders].astype(xp.float64))
                 for weight, orders in zip(weights, unique, strict=True)
             )
-            np.fmax(out[start:stop], np.sqrt(total) * normalise, out=out[start:stop])
+            xp.fmax(out[start:stop], xp.sqrt(total) * normalise, out=out[start:stop])
 
+        if on_device:
+            scales = (sigma,) * volume.ndim
+            components = _portable.derivatives(volume, unique, scales, spacing, TRUNCATE)
+            consume(0, volume.shape[0], components, False)
+            continue
         _derivative_plan(
             volume,
             (sigma,) * volume.ndim,
