@@ -358,3 +358,31 @@ def test_dask_arrays_take_the_device_keyword(call):
             np.testing.assert_allclose(got.compute(), want, rtol=1e-5, atol=1e-6)
     for got, want in zip(as_tuple(call(lazy, "cpu")), expected, strict=True):
         np.testing.assert_allclose(got.compute(), want, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def test_the_gpu_extra_is_cupy_and_testing_does_not_need_it():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    extras = dict(re.findall(r"(?m)^(\w+) = \[(.*?)\]\n", text, flags=re.S))
+    assert '"cupy-cuda12x' in extras["gpu"]
+    assert "cupy" not in extras["testing"] and "gpu" not in extras["testing"]
+
+
+def test_the_gpu_benchmark_says_so_without_a_device():
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).parent / "benchmarks" / "bench_gpu.py"
+    code = (
+        "import runpy, sys, napari_voxelwise._device as d; d._available = False; "
+        f"sys.argv = ['bench_gpu']; runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "no GPU here" in done.stdout
