@@ -110,12 +110,11 @@ def _unavailable() -> GPUUnavailableError:
     try:
         import cupy  # noqa: F401
     except Exception:
-        reason = "CuPy is not installed"
+        reason = f"CuPy is not installed: {EXTRA} (CuPy for CUDA 12; cupy-cuda13x for CUDA 13)"
     else:
-        reason = "CuPy finds no CUDA device"
+        reason = "CuPy finds no CUDA device (or no driver for it)"
     return GPUUnavailableError(
-        f"device='gpu' needs CuPy and a CUDA device, but {reason}: {EXTRA} "
-        "(CuPy for CUDA 12; cupy-cuda13x for CUDA 13), or use device='cpu'"
+        f"device='gpu' needs CuPy and a CUDA device, but {reason}; or use device='cpu'"
     )
 
 
