@@ -57,7 +57,7 @@ from functools import partial
 import dask.array as da
 import numpy as np
 
-from . import _dispatch, _portable
+from . import _device, _dispatch, _portable
 from . import _validation as check
 from . import density as _density
 from . import differential as _differential
@@ -144,7 +144,10 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False) -> da.Array:
         raise ValueError(f"ddof={ddof} must be smaller than the length of axis {axis} ({length})")
     skipna = _statistics._check_bool(skipna, "skipna") and stack.dtype.kind == "f"
     float_dtype = check.result_float_dtype(stack.dtype)
-    if statistic in ("min", "max"):  # NumPy's reductions: in a chunk just read, the fastest
+    on_device = _device.is_device_array(stack._meta)  # CuPy chunks: the core on whole lines
+    if (
+        statistic in ("min", "max") and not on_device
+    ):  # NumPy's reductions: in a chunk just read, the fastest
         if statistic == "max":
             ufunc = np.fmax if skipna else np.maximum
         else:
@@ -160,7 +163,7 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False) -> da.Array:
             meta=np.empty((0,) * (stack.ndim - 1), stack.dtype),
         )
     stack = _deeper_along(stack, axis)
-    if statistic == "median" or stack.numblocks[axis] == 1:
+    if statistic in ("median", "min", "max") or stack.numblocks[axis] == 1 or on_device:
         # the whole axis in each chunk: the NumPy path per chunk (a median cannot be
         # merged, so its axis is rechunked whole, the others smaller to keep chunk sizes)
         whole = stack
@@ -174,7 +177,7 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False) -> da.Array:
             ddof=ddof,
             skipna=skipna,
             drop_axis=axis,
-            dtype=float_dtype,
+            dtype=stack.dtype if statistic in ("min", "max") else float_dtype,
         )
     second = statistic in ("var", "std", "cv")
     return da.reduction(
@@ -213,8 +216,15 @@ def _deeper_along(stack: da.Array, axis: int) -> da.Array:
     return stack.rechunk({axis: min(depth, stack.shape[axis])})
 
 
+def _here(block) -> str:
+    """The device of a chunk: the core computes each chunk where it is."""
+    return "gpu" if _device.is_device_array(block) else "cpu"
+
+
 def _block_statistic(block, statistic, axis, skipna, ddof):
-    return _statistics.axis_statistic(block, statistic, axis, ddof, skipna, workers=1)
+    return _statistics.axis_statistic(
+        block, statistic, axis, ddof, skipna, workers=1, device=_here(block)
+    )
 
 
 def _reduce_with(block, axis, keepdims, ufunc, computing_meta=False):
@@ -364,7 +374,7 @@ def frame_norms(stack, axis=-1, ord=2) -> da.Array:
 
 def _block_norm_terms(block, axis, power):
     """Per-frame ``sum(|x|**power)`` (or max ``|x|``) of a chunk, keeping its dimensions."""
-    norms = _statistics.frame_norms(block, axis, power, workers=1)
+    norms = _statistics.frame_norms(block, axis, power, workers=1, device=_here(block))
     if not (math.isinf(power) or power == 1):
         norms = norms**power
     shape = [1] * block.ndim
@@ -408,7 +418,9 @@ def density_map(image, window=3, mode="block", threshold=0, edge="trim") -> da.A
 
 
 def _block_density(block, window, mode, threshold, edge):
-    return _density.density_map(block, window, mode, threshold, edge, workers=1)
+    return _density.density_map(
+        block, window, mode, threshold, edge, workers=1, device=_here(block)
+    )
 
 
 # --------------------------------------------------------------------------- masks
@@ -449,10 +461,12 @@ def mask_filter(points, mask, fill_value=np.nan):
 
 
 def _block_pack(points, mask, fill_value, width):
-    packed, _ = _masking.mask_filter(points, mask, fill_value, workers=1)
+    packed, _ = _masking.mask_filter(points, mask, fill_value, workers=1, device=_here(points))
     if packed.shape[1] == width:
         return packed
-    full = np.full((packed.shape[0], width, *packed.shape[2:]), fill_value, packed.dtype)
+    full = _portable.array_namespace(packed).full(
+        (packed.shape[0], width, *packed.shape[2:]), fill_value, packed.dtype
+    )
     full[:, : packed.shape[1]] = packed
     return full
 
@@ -482,7 +496,7 @@ def apply_mask(image, mask, fill_value=0) -> da.Array:
 
 
 def _block_apply_mask(image, mask, fill_value):
-    return _masking.apply_mask(image, mask, fill_value, workers=1)
+    return _masking.apply_mask(image, mask, fill_value, workers=1, device=_here(image))
 
 
 # --------------------------------------------------------------------------- derivatives
@@ -534,7 +548,8 @@ def _halo_map(volume: da.Array, depth, minimum, compute, trailing, dtype, *scala
             )
             for i, d in enumerate(depth)
         )
-        return np.ascontiguousarray(result[index])
+        trimmed = result[index]
+        return _portable.array_namespace(trimmed).ascontiguousarray(trimmed)
 
     new_axis = list(range(volume.ndim, volume.ndim + len(trailing)))
     return da.map_blocks(
@@ -554,7 +569,7 @@ def _gradient(volume, spacing, sigma, truncate, magnitude: bool) -> da.Array:
     depth, minimum = _derivative_depth(volume, sigma, spacing, truncate, 1)
 
     def compute(block):
-        return function(block, spacing, sigma, truncate=truncate, workers=1)
+        return function(block, spacing, sigma, truncate=truncate, workers=1, device=_here(block))
 
     trailing = () if magnitude else (volume.ndim,)
     dtype = check.result_float_dtype(volume.dtype)
@@ -578,7 +593,9 @@ def hessian_matrix(volume, sigma=1.0, spacing=None, *, truncate=4.0) -> da.Array
     depth, minimum = _derivative_depth(volume, sigma, spacing, truncate, 2)
 
     def compute(block):
-        return _differential.hessian_matrix(block, sigma, spacing, truncate=truncate, workers=1)
+        return _differential.hessian_matrix(
+            block, sigma, spacing, truncate=truncate, workers=1, device=_here(block)
+        )
 
     ndim = volume.ndim
     dtype = check.result_float_dtype(volume.dtype)
@@ -623,14 +640,15 @@ def _eigenvalues(volume, sigma, spacing, order, truncate, frames: bool) -> da.Ar
 
     def compute_volume(block):
         return _differential.hessian_eigenvalues(
-            block, sigma, spacing, order, truncate=truncate, workers=1
+            block, sigma, spacing, order, truncate=truncate, workers=1, device=_here(block)
         )
 
     if frames:
         depth, minimum = (0, *depth), (1, *minimum)
 
         def compute(block):
-            return np.stack([compute_volume(frame_block) for frame_block in block])
+            stacked = [compute_volume(frame_block) for frame_block in block]
+            return _portable.array_namespace(block).stack(stacked)
 
     else:
         compute = compute_volume
@@ -671,10 +689,8 @@ def frangi_vesselness(eigenvalues, alpha=0.5, beta=0.5, gamma=None, ridges="brig
 
 
 def _block_norm_max(block):
-    values = np.asarray(block, dtype=np.float64)
-    with np.errstate(over="ignore"):
-        norms = np.sqrt(np.square(values).sum(axis=-1))
-    return np.fmax.reduce(norms, axis=None, keepdims=True).reshape((1,) * norms.ndim)
+    """The chunk's largest eigenvalue norm (-inf without one), as a host array."""
+    return np.full((1,) * (block.ndim - 1), _portable.eigenvalue_norm_max(block))
 
 
 def _fmax(values, axis=None, keepdims=False):
@@ -682,7 +698,9 @@ def _fmax(values, axis=None, keepdims=False):
 
 
 def _block_frangi(block, gamma, alpha, beta, ridges):
-    return _differential.frangi_vesselness(block, alpha, beta, gamma, ridges, workers=1)
+    return _differential.frangi_vesselness(
+        block, alpha, beta, gamma, ridges, workers=1, device=_here(block)
+    )
 
 
 def _block_frangi_scaled(block, largest, alpha, beta, ridges):
@@ -736,16 +754,28 @@ def vesselness(
     def per_frame(function):
         if not frames:
             return function
-        return lambda block, *values: np.stack([function(frame, *values) for frame in block])
+
+        def stacked(block, *values):
+            results = [function(frame, *values) for frame in block]
+            return _portable.array_namespace(block).stack(results)
+
+        return stacked
 
     def norms(block):
         return _ridges.normalised_norms(block, sigmas, spacing)
 
     def respond(block, value):
         response, scale = _ridges.vesselness(
-            block, sigmas, spacing=spacing, gamma=value, return_scale=True, workers=1, **options
+            block,
+            sigmas,
+            spacing=spacing,
+            gamma=value,
+            return_scale=True,
+            workers=1,
+            device=_here(block),
+            **options,
         )
-        return np.stack([response, scale], axis=-1)
+        return _portable.array_namespace(response).stack([response, scale], axis=-1)
 
     dtype = check.result_float_dtype(image.dtype)
     scalars = []

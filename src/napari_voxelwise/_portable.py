@@ -34,9 +34,11 @@ __all__ = [
     "combine_frame_norm_partials",
     "density_map",
     "derivatives",
+    "eigenvalue_norm_max",
     "finish_frame_norms",
     "frame_norm_partials",
     "frame_norms",
+    "frangi_measure",
     "frangi_vesselness",
     "gradient_magnitude",
     "gradient_vectors",
@@ -669,6 +671,10 @@ def symmetric_eigenvalues(components, order: str = "descending", dtype=None):
     flat = [xp.reshape(c, (total,)) for c in components]
     out = xp.empty((total, n), dtype=dtype)
     solve = _eigenvalues2 if n == 2 else _eigenvalues3
+    if xp is not np and _fused(xp):  # one fused device kernel, same method (_kernels_cupy)
+        from . import _kernels_cupy
+
+        solve = _kernels_cupy.eigenvalues2 if n == 2 else _kernels_cupy.eigenvalues3
     block = _EIGEN_BLOCK if xp is np else max(total, 1)
     with _quiet(xp):
         for start in range(0, total, block):
@@ -808,10 +814,7 @@ def frangi_vesselness(
     dtype = _float_dtype(xp, eigenvalues.dtype)
     with _quiet(xp):
         if gamma is None:
-            as_float64 = eigenvalues.astype(xp.float64)
-            norms = xp.sqrt((as_float64 * as_float64).sum(axis=-1))
-            norms = xp.where(xp.isnan(norms), -math.inf, norms)  # skip NaN voxels
-            largest = float(norms.max())
+            largest = eigenvalue_norm_max(eigenvalues)
             gamma = largest / 2 if largest / 2 > 0 else 1.0
         sign = -1.0 if ridges == "bright" else 1.0  # bright tubes: negative eigenvalues
         values = sign * eigenvalues.astype(dtype)
@@ -831,6 +834,17 @@ def frangi_vesselness(
         return xp.asarray(result, dtype=dtype)
 
 
+def eigenvalue_norm_max(eigenvalues) -> float:
+    """Largest Euclidean norm of the per-voxel eigenvalues (the Hessian's Frobenius norm);
+    NaN voxels skipped, ``-inf`` if there is none. Frangi's automatic gamma is half of it."""
+    xp = array_namespace(eigenvalues)
+    with _quiet(xp):
+        as_float64 = eigenvalues.astype(xp.float64)
+        norms = xp.sqrt((as_float64 * as_float64).sum(axis=-1))
+        norms = xp.where(xp.isnan(norms), -math.inf, norms)  # skip NaN voxels
+        return float(norms.max()) if norms.size else -math.inf
+
+
 def squared_norm_max(components) -> float:
     """Largest squared Frobenius norm of symmetric matrices given by their upper triangle
     (as :func:`symmetric_eigenvalues` takes them); NaN skipped, 0 if there is none."""
@@ -845,6 +859,34 @@ def squared_norm_max(components) -> float:
             total = square if total is None else total + square
         total = xp.where(xp.isnan(total), 0.0, total)
         return float(total.max()) if total.size else 0.0
+
+
+def frangi_measure(xp, *arguments):
+    """Frangi's measure of scaled eigenvalues ``l1, l2[, l3]`` (ascending magnitude), then
+    ``alpha, beta, gamma``: element-wise operations only, so that CuPy can fuse it."""
+    *ranked, alpha, beta, gamma = arguments
+    lambda1 = ranked[0]
+    lambda2 = xp.maximum(ranked[1], 1e-10)
+    if len(ranked) == 2:
+        value = xp.exp(-(lambda1 * lambda1) / (lambda2 * lambda2) / (2 * beta * beta))
+        structure = lambda1 * lambda1 + ranked[1] * ranked[1]
+    else:
+        lambda3 = xp.maximum(ranked[2], 1e-10)
+        ratio = lambda2 / lambda3
+        plate = 1.0 - xp.exp(-(ratio * ratio) / (2 * alpha * alpha))
+        blob = lambda1 * lambda1 / (lambda2 * lambda3)
+        value = plate * xp.exp(-blob / (2 * beta * beta))
+        structure = lambda1 * lambda1 + ranked[1] * ranked[1] + ranked[2] * ranked[2]
+    return value * (1.0 - xp.exp(-structure / (2 * gamma * gamma)))
+
+
+#: Whether the fused CuPy kernels of `_kernels_cupy` are used on CuPy arrays (tests of the
+#: unfused portable path on a device turn it off).
+FUSED = True
+
+
+def _fused(xp) -> bool:
+    return FUSED and getattr(xp, "__name__", "") == "cupy"
 
 
 def vesselness_update(
@@ -877,17 +919,12 @@ def vesselness_update(
             )
         ranked = [values[..., k] * factor for k in range(values.shape[-1])]
         if method == "frangi":
-            lambda1 = ranked[0]
-            lambda2 = xp.maximum(ranked[1], 1e-10)
-            if len(ranked) == 2:
-                value = xp.exp(-(lambda1 * lambda1) / (lambda2 * lambda2) / (2 * beta**2))
-            else:
-                lambda3 = xp.maximum(ranked[2], 1e-10)
-                plate = 1.0 - xp.exp(-((lambda2 / lambda3) ** 2) / (2 * alpha**2))
-                blob = lambda1 * lambda1 / (lambda2 * lambda3)
-                value = plate * xp.exp(-blob / (2 * beta**2))
-            structure = sum(xp.square(v) for v in ranked)
-            value *= 1.0 - xp.exp(-structure / (2 * gamma * gamma))
+            measure = frangi_measure
+            if xp is not np and _fused(xp):  # the same function, fused into one kernel
+                from . import _kernels_cupy
+
+                measure = _kernels_cupy.frangi_measure(len(ranked))
+            value = measure(xp, *ranked, alpha, beta, gamma)
         else:
             kept = [xp.maximum(v, 0.0) for v in ranked[: len(ranked) - 1]]
             value = kept[0] if len(kept) == 1 else xp.sqrt(kept[0] * kept[1])

@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _dispatch, _portable
+from . import _device, _dispatch, _gpu, _portable
 from . import _validation as check
 from ._blocks import view_3d, view_4d
 from ._plan import Plan, resolve_workers, split_range, task_count
@@ -24,7 +24,7 @@ DENSITY_EDGES = ("trim", "pad")
 
 
 def density_map(
-    image, window=3, mode="block", threshold=0, edge="trim", *, workers=None
+    image, window=3, mode="block", threshold=0, edge="trim", *, workers=None, device="auto"
 ) -> np.ndarray:
     """Fraction of elements above `threshold` in each block or sliding window.
 
@@ -50,6 +50,12 @@ def density_map(
         fraction taken over the elements that exist.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -67,7 +73,12 @@ def density_map(
            [0.        , 0.11111111]], dtype=float32)
     """
     if check.is_dask_array(image):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().density_map(image, window, mode, threshold, edge)
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device, image, lambda data: dask.density_map(data, window, mode, threshold, edge)
+        )
+    if _device.resolve(device, image) == "gpu":
+        return _gpu.density_plan(image, window, mode, threshold, edge).compute()
     return density_plan(image, window, mode, threshold, edge, workers=workers).compute()
 
 

@@ -31,7 +31,7 @@ from itertools import combinations_with_replacement
 
 import numpy as np
 
-from . import _dispatch, _portable
+from . import _device, _dispatch, _gpu, _portable
 from . import _validation as check
 from ._blocks import frozen
 from ._plan import Plan, resolve_workers, run_tasks, split_range, task_count
@@ -56,7 +56,7 @@ RIDGES = ("bright", "dark")
 
 
 def gradient_vectors(
-    volume, spacing=None, sigma=None, *, truncate=4.0, workers=None
+    volume, spacing=None, sigma=None, *, truncate=4.0, workers=None, device="auto"
 ) -> np.ndarray:
     """Gradient of every voxel as one array with the components last.
 
@@ -79,6 +79,12 @@ def gradient_vectors(
         default 4).
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -97,7 +103,14 @@ def gradient_vectors(
     True
     """
     if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().gradient_vectors(volume, spacing, sigma, truncate=truncate)
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device,
+            volume,
+            lambda data: dask.gradient_vectors(data, spacing, sigma, truncate=truncate),
+        )
+    if _device.resolve(device, volume) == "gpu":
+        return _gpu.gradient_plan(volume, spacing, sigma, truncate=truncate).compute()
     plan = gradient_plan(
         volume, spacing, sigma, truncate=truncate, magnitude=False, workers=workers
     )
@@ -105,7 +118,7 @@ def gradient_vectors(
 
 
 def gradient_magnitude(
-    volume, spacing=None, sigma=None, *, truncate=4.0, workers=None
+    volume, spacing=None, sigma=None, *, truncate=4.0, workers=None, device="auto"
 ) -> np.ndarray:
     """Length of the gradient of every voxel, ``norm(gradient_vectors(...), axis=-1)``.
 
@@ -123,6 +136,12 @@ def gradient_magnitude(
         Gaussian kernels are cut at ``truncate`` standard deviations.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -137,14 +156,24 @@ def gradient_magnitude(
     array([2., 2., 2., 2., 2.])
     """
     if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().gradient_magnitude(volume, spacing, sigma, truncate=truncate)
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device,
+            volume,
+            lambda data: dask.gradient_magnitude(data, spacing, sigma, truncate=truncate),
+        )
+    if _device.resolve(device, volume) == "gpu":
+        plan = _gpu.gradient_plan(volume, spacing, sigma, truncate=truncate, magnitude=True)
+        return plan.compute()
     plan = gradient_plan(
         volume, spacing, sigma, truncate=truncate, magnitude=True, workers=workers
     )
     return plan.compute()
 
 
-def hessian_matrix(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None) -> np.ndarray:
+def hessian_matrix(
+    volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=None, device="auto"
+) -> np.ndarray:
     """Full, symmetric Hessian matrix of every voxel.
 
     Parameters
@@ -162,6 +191,12 @@ def hessian_matrix(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=Non
         Gaussian kernels are cut at ``truncate`` standard deviations.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -185,12 +220,26 @@ def hessian_matrix(volume, sigma=1.0, spacing=None, *, truncate=4.0, workers=Non
            [0., 0., 2.]])
     """
     if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().hessian_matrix(volume, sigma, spacing, truncate=truncate)
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device,
+            volume,
+            lambda data: dask.hessian_matrix(data, sigma, spacing, truncate=truncate),
+        )
+    if _device.resolve(device, volume) == "gpu":
+        return _gpu.hessian_plan(volume, sigma, spacing, truncate=truncate).compute()
     return hessian_plan(volume, sigma, spacing, truncate=truncate, workers=workers).compute()
 
 
 def hessian_eigenvalues(
-    volume, sigma=1.0, spacing=None, order="descending", *, truncate=4.0, workers=None
+    volume,
+    sigma=1.0,
+    spacing=None,
+    order="descending",
+    *,
+    truncate=4.0,
+    workers=None,
+    device="auto",
 ) -> np.ndarray:
     """Eigenvalues of the Hessian matrix of every voxel of a 2D or 3D volume.
 
@@ -211,6 +260,12 @@ def hessian_eigenvalues(
         ``|l1| <= |l2| <= |l3|``.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -228,16 +283,22 @@ def hessian_eigenvalues(
     array([ 2., -4.])
     """
     if check.is_dask_array(volume):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().hessian_eigenvalues(
-            volume, sigma, spacing, order, truncate=truncate
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device,
+            volume,
+            lambda data: dask.hessian_eigenvalues(data, sigma, spacing, order, truncate=truncate),
         )
+    if _device.resolve(device, volume) == "gpu":
+        plan = _gpu.hessian_eigenvalues_plan(volume, sigma, spacing, order, truncate=truncate)
+        return plan.compute()
     return hessian_eigenvalues_plan(
         volume, sigma, spacing, order, truncate=truncate, workers=workers
     ).compute()
 
 
 def frangi_vesselness(
-    eigenvalues, alpha=0.5, beta=0.5, gamma=None, ridges="bright", *, workers=None
+    eigenvalues, alpha=0.5, beta=0.5, gamma=None, ridges="bright", *, workers=None, device="auto"
 ) -> np.ndarray:
     """Frangi's vesselness from per-voxel Hessian eigenvalues (2D or 3D).
 
@@ -260,6 +321,12 @@ def frangi_vesselness(
         bright (scikit-image's ``black_ridges=True``).
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -275,7 +342,14 @@ def frangi_vesselness(
     True
     """
     if check.is_dask_array(eigenvalues):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().frangi_vesselness(eigenvalues, alpha, beta, gamma, ridges)
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device,
+            eigenvalues,
+            lambda data: dask.frangi_vesselness(data, alpha, beta, gamma, ridges),
+        )
+    if _device.resolve(device, eigenvalues) == "gpu":
+        return _gpu.frangi_plan(eigenvalues, alpha, beta, gamma, ridges).compute()
     return frangi_plan(eigenvalues, alpha, beta, gamma, ridges, workers=workers).compute()
 
 
@@ -458,6 +532,22 @@ def _flat_parts(components: dict, orders) -> tuple[np.ndarray, ...]:
 # --------------------------------------------------------------------------- slab engine
 
 
+def slab_rows(volume, start: int, stop: int, halo: int, gaussian: bool):
+    """Rows ``start:stop`` of `volume` with `halo` rows of context: ``(rows, offset)``.
+
+    `offset` is where row `start` lies in `rows`. Gaussian filters read the halo
+    folded at the volume's ends as scipy's "reflect" mode does; finite
+    differences read no row beyond the ends (their one-sided edges need none).
+    """
+    length = volume.shape[0]
+    if not gaussian:
+        first, last = max(start - halo, 0), min(stop + halo, length)
+        return volume[first:last], start - first
+    if start - halo >= 0 and stop + halo <= length:
+        return volume[start - halo : stop + halo], halo
+    return volume[reflect_index(start - halo, stop + halo, length)], halo
+
+
 def _derivative_plan(
     volume: np.ndarray,
     sigma,
@@ -491,17 +581,8 @@ def _derivative_plan(
         halo = filters[0].radius
 
     def compute_slab(kernels: bool, start: int, stop: int):
-        if filters is None:  # the kernel gives NaN next to inf or NaN itself
-            first, last = max(start - halo, 0), min(stop + halo, length)
-            extended = np.ascontiguousarray(volume[first:last], dtype=work_dtype)
-            offset = start - first
-        else:
-            if start - halo >= 0 and stop + halo <= length:
-                rows = volume[start - halo : stop + halo]
-            else:
-                rows = volume[reflect_index(start - halo, stop + halo, length)]
-            extended = np.ascontiguousarray(rows, dtype=work_dtype)
-            offset = halo
+        rows, offset = slab_rows(volume, start, stop, halo, filters is not None)
+        extended = np.ascontiguousarray(rows, dtype=work_dtype)
         if not kernels:  # the whole slab, then its own rows (the halo gave them context)
             components = _portable.derivatives(extended, orders, sigma, spacing, truncate)
             components = {o: c[offset : offset + stop - start] for o, c in components.items()}

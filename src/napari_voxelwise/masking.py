@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _dispatch, _portable
+from . import _device, _dispatch, _gpu, _portable
 from . import _validation as check
 from ._blocks import boxes, frozen, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, split_range, task_count
@@ -21,7 +21,7 @@ from ._plan import Plan, resolve_workers, split_range, task_count
 __all__ = ["apply_mask", "mask_filter"]
 
 
-def mask_filter(points, mask, fill_value=np.nan, *, workers=None):
+def mask_filter(points, mask, fill_value=np.nan, *, workers=None, device="auto"):
     """Pack the selected points of every frame to the front, keeping a 3D array.
 
     Parameters
@@ -35,6 +35,12 @@ def mask_filter(points, mask, fill_value=np.nan, *, workers=None):
         Value of the slots past each frame's selected points (default NaN).
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -58,11 +64,14 @@ def mask_filter(points, mask, fill_value=np.nan, *, workers=None):
     [[8.0, 9.0], [nan, nan]]
     """
     if check.is_dask_array(points):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().mask_filter(points, mask, fill_value)
+        dask = check.dask_functions()
+        return _gpu.on_dask(device, points, lambda data: dask.mask_filter(data, mask, fill_value))
+    if _device.resolve(device, points) == "gpu":
+        return _gpu.mask_filter_plan(points, mask, fill_value).compute()
     return mask_filter_plan(points, mask, fill_value, workers=workers).compute()
 
 
-def apply_mask(image, mask, fill_value=0, *, workers=None) -> np.ndarray:
+def apply_mask(image, mask, fill_value=0, *, workers=None, device="auto") -> np.ndarray:
     """Keep the voxels inside `mask`; set the others to `fill_value`.
 
     Parameters
@@ -77,6 +86,12 @@ def apply_mask(image, mask, fill_value=0, *, workers=None) -> np.ndarray:
         Value of the voxels outside (default 0; NaN makes integer images float).
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -93,7 +108,10 @@ def apply_mask(image, mask, fill_value=0, *, workers=None) -> np.ndarray:
            [3, 0, 5]])
     """
     if check.is_dask_array(image):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().apply_mask(image, mask, fill_value)
+        dask = check.dask_functions()
+        return _gpu.on_dask(device, image, lambda data: dask.apply_mask(data, mask, fill_value))
+    if _device.resolve(device, image) == "gpu":
+        return _gpu.apply_mask_plan(image, mask, fill_value).compute()
     return apply_mask_plan(image, mask, fill_value, workers=workers).compute()
 
 

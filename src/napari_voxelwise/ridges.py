@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _portable
+from . import _device, _gpu, _portable
 from . import _validation as check
 from ._plan import Plan, resolve_workers
 from .differential import (
@@ -45,6 +45,7 @@ def vesselness(
     gamma: float | None = None,
     return_scale: bool = False,
     workers: int | None = None,
+    device: str = "auto",
 ):
     """Vesselness over several scales: the strongest response per voxel, and its scale.
 
@@ -96,6 +97,12 @@ def vesselness(
         Also return the best-scale map.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -118,18 +125,13 @@ def vesselness(
     >>> float(scale[4, 12, 12])
     2.0
     """
+    options = dict(method=method, ridges=ridges, spacing=spacing, alpha=alpha, beta=beta)
+    options.update(gamma=gamma, return_scale=return_scale)
     if check.is_dask_array(image):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().vesselness(
-            image,
-            sigmas,
-            method=method,
-            ridges=ridges,
-            spacing=spacing,
-            alpha=alpha,
-            beta=beta,
-            gamma=gamma,
-            return_scale=return_scale,
-        )
+        dask = check.dask_functions()
+        return _gpu.on_dask(device, image, lambda data: dask.vesselness(data, sigmas, **options))
+    if _device.resolve(device, image) == "gpu":
+        return _gpu.vesselness_plan(image, sigmas, **options).compute()
     return vesselness_plan(
         image,
         sigmas,
@@ -303,20 +305,28 @@ def normalised_norms(volume, sigmas, spacing) -> np.ndarray:
     skips it); one thread. The Dask twin reduces this map to Frangi's
     automatic gamma, so that it equals the NumPy result's.
     """
-    volume = check.as_numeric_array(volume, "volume")
+    on_device = _device.is_device_array(volume)  # a CuPy chunk: the portable path, whole
+    if not on_device:
+        volume = check.as_numeric_array(volume, "volume")
+    xp = _portable.array_namespace(volume)
     unique = [orders for _, orders in _hessian_orders(volume.ndim)]
     weights = [1.0 if max(orders) == 2 else 2.0 for orders in unique]  # off-diagonals: twice
-    out = np.zeros(volume.shape, np.float64)
+    out = xp.zeros(volume.shape, xp.float64)
 
     for sigma in sigmas:
 
         def consume(start, stop, components, kernels, normalise=sigma * sigma):
             total = sum(
-                weight * np.square(components[orders], dtype=np.float64)
+                weight * xp.square(components[orders].astype(xp.float64))
                 for weight, orders in zip(weights, unique, strict=True)
             )
-            np.fmax(out[start:stop], np.sqrt(total) * normalise, out=out[start:stop])
+            xp.fmax(out[start:stop], xp.sqrt(total) * normalise, out=out[start:stop])
 
+        if on_device:
+            scales = (sigma,) * volume.ndim
+            components = _portable.derivatives(volume, unique, scales, spacing, TRUNCATE)
+            consume(0, volume.shape[0], components, False)
+            continue
         _derivative_plan(
             volume,
             (sigma,) * volume.ndim,

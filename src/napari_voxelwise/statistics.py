@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _dispatch, _portable
+from . import _device, _dispatch, _gpu, _portable
 from . import _validation as check
 from ._blocks import boxes, frozen, nd_blocks, view_3d
 from ._plan import Plan, resolve_workers, task_count
@@ -23,7 +23,9 @@ __all__ = ["STATISTICS", "axis_statistic", "frame_norms", "voxel_variance"]
 STATISTICS = ("var", "std", "mean", "min", "max", "sum", "median", "cv")
 
 
-def voxel_variance(stack, axis=-1, ddof=0, skipna=False, *, workers=None) -> np.ndarray:
+def voxel_variance(
+    stack, axis=-1, ddof=0, skipna=False, *, workers=None, device="auto"
+) -> np.ndarray:
     """Variance of every voxel along one axis of a stack.
 
     Equal to ``np.var(stack.astype(np.float64), axis=axis, ddof=ddof)`` (to the
@@ -45,6 +47,12 @@ def voxel_variance(stack, axis=-1, ddof=0, skipna=False, *, workers=None) -> np.
         `ddof` valid values give NaN. If False (default), NaN propagates.
     workers : int, optional
         Threads to use; default: all cores (1 inside this package's own threads).
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -67,11 +75,19 @@ def voxel_variance(stack, axis=-1, ddof=0, skipna=False, *, workers=None) -> np.
     True
     """
     if check.is_dask_array(stack):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().voxel_variance(stack, axis, ddof, skipna)
+        return _gpu.on_dask(
+            device,
+            stack,
+            lambda data: check.dask_functions().voxel_variance(data, axis, ddof, skipna),
+        )
+    if _device.resolve(device, stack) == "gpu":
+        return _gpu.statistic_plan(stack, "var", axis, ddof, skipna).compute()
     return statistic_plan(stack, "var", axis, ddof, skipna, workers=workers).compute()
 
 
-def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=None) -> np.ndarray:
+def axis_statistic(
+    stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=None, device="auto"
+) -> np.ndarray:
     """One statistic of every voxel along one axis of a stack.
 
     Parameters
@@ -90,6 +106,12 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
         gives NaN (0 for ``sum``). If False (default), NaN propagates.
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -110,11 +132,16 @@ def axis_statistic(stack, statistic, axis=-1, ddof=0, skipna=False, *, workers=N
            [13.5, 17.5, 21.5]], dtype=float32)
     """
     if check.is_dask_array(stack):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().axis_statistic(stack, statistic, axis, ddof, skipna)
+        dask = check.dask_functions()
+        return _gpu.on_dask(
+            device, stack, lambda data: dask.axis_statistic(data, statistic, axis, ddof, skipna)
+        )
+    if _device.resolve(device, stack) == "gpu":
+        return _gpu.statistic_plan(stack, statistic, axis, ddof, skipna).compute()
     return statistic_plan(stack, statistic, axis, ddof, skipna, workers=workers).compute()
 
 
-def frame_norms(stack, axis=-1, ord=2, *, workers=None) -> np.ndarray:
+def frame_norms(stack, axis=-1, ord=2, *, workers=None, device="auto") -> np.ndarray:
     """One norm per index along `axis`: the norm of each sub-array ("frame").
 
     For an (a, b, c, d) array and ``axis=-1`` this is the L2 norm of each of the
@@ -134,6 +161,12 @@ def frame_norms(stack, axis=-1, ord=2, *, workers=None) -> np.ndarray:
         (the largest absolute value).
     workers : int, optional
         Threads to use; default: all cores.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
+        input is moved in pieces that fit the device and the result comes back
+        as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
+        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
+        elements when a device is present, else the CPU.
 
     Returns
     -------
@@ -154,7 +187,11 @@ def frame_norms(stack, axis=-1, ord=2, *, workers=None) -> np.ndarray:
     True
     """
     if check.is_dask_array(stack):  # a lazy Dask result (see _dask.py)
-        return check.dask_functions().frame_norms(stack, axis, ord)
+        return _gpu.on_dask(
+            device, stack, lambda data: check.dask_functions().frame_norms(data, axis, ord)
+        )
+    if _device.resolve(device, stack) == "gpu":
+        return _gpu.frame_norms_plan(stack, axis, ord).compute()
     return frame_norms_plan(stack, axis, ord, workers=workers).compute()
 
 

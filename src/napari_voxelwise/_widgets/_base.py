@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import CheckBox, Container, Label, PushButton
 
 from .._runner import Job, Runner, available_memory, prepare_kernels
 
@@ -34,7 +34,18 @@ class Panel(Container):
             "Where the last run on a Dask/zarr layer ran, and where its result is stored."
         )
         self.where.visible = False
-        super().__init__(widgets=[*widgets, self.run_button, self.where])
+        from .._device import gpu_available
+
+        # shown only where CuPy sees a CUDA device; results come back as NumPy for display
+        self.gpu = CheckBox(
+            text="GPU",
+            value=False,
+            tooltip="Compute on the GPU (CuPy): the layer is moved to the device in pieces "
+            "that fit its memory and the results come back for display.",
+        )
+        self.gpu_shown = gpu_available()
+        extra = [self.gpu] if self.gpu_shown else []
+        super().__init__(widgets=[*widgets, *extra, self.run_button, self.where])
         self.viewer = viewer
         self.runner = Runner(viewer, self.run_button, on_result=self.on_result)
         self.run_button.changed.connect(self.run)
@@ -52,6 +63,11 @@ class Panel(Container):
 
         picker.changed.connect(prepare)
         prepare()
+
+    def device_plan(self, cpu_plan, gpu_plan):
+        """`gpu_plan()` when the GPU box is checked (and shown), else `cpu_plan()`: both are
+        functions without arguments returning a Plan of NumPy results."""
+        return gpu_plan() if self.gpu_shown and self.gpu.value else cpu_plan()
 
     def run(self) -> None:
         """Start a run, or cancel the one in progress (the button's action)."""

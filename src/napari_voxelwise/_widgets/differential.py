@@ -21,6 +21,7 @@ import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
+from .. import _gpu
 from .._plan import Plan
 from .._runner import Job
 from .._validation import result_float_dtype
@@ -256,7 +257,10 @@ class HessianPanel(_DerivativePanel):
             eigenvalue_plan = over_frames(
                 data,
                 spatial,
-                lambda volume: hessian_eigenvalues_plan(volume, sigma, spacing, order),
+                lambda volume: self.device_plan(
+                    lambda: hessian_eigenvalues_plan(volume, sigma, spacing, order),
+                    lambda: _gpu.hessian_eigenvalues_plan(volume, sigma, spacing, order),
+                ),
             )
             memory = voxels * spatial * dtype.itemsize * (1 + WORK_FRACTION) + WORK_BYTES
         parameters = {"sigma": sigma, "spacing": spacing, "order": order}
@@ -279,7 +283,10 @@ class HessianPanel(_DerivativePanel):
         def vesselness_plan(eigenvalues) -> Plan:
             """Frangi's measure of the computed eigenvalues (chunk by chunk if lazy)."""
             if store is None and not is_lazy(data):
-                return frangi_plan(eigenvalues, **frangi)
+                return self.device_plan(
+                    lambda: frangi_plan(eigenvalues, **frangi),
+                    lambda: _gpu.frangi_plan(eigenvalues, **frangi),
+                )
             chunked = as_dask(eigenvalues).rechunk(eigenvalue_chunks)
             plan, _, _ = self.lazy_plan(
                 frangi_vesselness(chunked, **frangi),
@@ -396,7 +403,10 @@ class GradientPanel(_DerivativePanel):
                 return over_frames(
                     data,
                     spatial,
-                    lambda volume: gradient_plan(volume, spacing, sigma, magnitude=magnitude),
+                    lambda volume: self.device_plan(
+                        lambda: gradient_plan(volume, spacing, sigma, magnitude=magnitude),
+                        lambda: _gpu.gradient_plan(volume, spacing, sigma, magnitude=magnitude),
+                    ),
                 )
             # Dask/zarr: chunk by chunk, into memory or zarr stores (one folder)
             function = gradient_magnitude if magnitude else gradient_vectors

@@ -13,6 +13,7 @@ import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
+from .. import _gpu
 from .._plan import Plan
 from .._runner import Job
 from .._validation import result_float_dtype
@@ -188,7 +189,10 @@ class VesselnessPanel(Panel):
             both = da.stack(lazy, axis=-1) if best else lazy[0]
             plan, memory, store = self.lazy_plan(both, title)
         else:
-            plan = vesselness_plan(data, sigmas, return_scale=best, **options)
+            plan = self.device_plan(
+                lambda: vesselness_plan(data, sigmas, return_scale=best, **options),
+                lambda: _gpu.vesselness_plan(data, sigmas, return_scale=best, **options),
+            )
             memory = results * (1 + WORK_FRACTION) + WORK_BYTES
 
         def run():
