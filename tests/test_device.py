@@ -127,8 +127,11 @@ def test_cpu_and_auto_give_todays_results_exactly(name):
         np.testing.assert_array_equal(call(), default)
 
 
-def test_resolve():
-    small, large = np.zeros(4), np.broadcast_to(np.zeros(()), (_device.AUTO_MIN_VOXELS,))
+def test_resolve(monkeypatch):
+    small, large = np.zeros(4), np.broadcast_to(np.zeros(()), (2**22,))
+    with _device.stand_in(np, 2**30):  # no threshold measured yet: NumPy input stays here
+        assert _device.resolve("auto", large) == "cpu"
+    monkeypatch.setattr(_device, "AUTO_MIN_VOXELS", 2**22)
     assert _device.resolve("cpu", large) == "cpu"
     assert _device.resolve("auto", large) == "cpu"  # no device here
     with _device.stand_in(np, 2**30):

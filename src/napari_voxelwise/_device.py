@@ -11,9 +11,10 @@ Every public function takes ``device="auto"``, ``"cpu"`` or ``"gpu"``:
     is computed where it is and gives a CuPy result. Needs CuPy and a CUDA
     device (``pip install "napari-voxelwise[gpu]"``).
 ``"auto"`` (default)
-    The GPU for a CuPy input, and for a NumPy input of at least
-    :data:`AUTO_MIN_VOXELS` elements when CuPy and a device are present; the
-    CPU otherwise.
+    The GPU for a CuPy input; for a NumPy input, the GPU only from
+    :data:`AUTO_MIN_VOXELS` elements on, when that is set and CuPy sees a
+    device (it is not set: no device has measured where moving the data pays);
+    the CPU otherwise.
 
 A CuPy input with ``device="cpu"`` is refused (ValueError): nothing is copied
 back to the host behind the caller's back; ``cupy.asnumpy`` does it explicitly.
@@ -46,9 +47,10 @@ __all__ = [
 
 #: Values of the ``device`` keyword.
 DEVICES = ("auto", "cpu", "gpu")
-#: Elements of a NumPy input from which ``device="auto"`` takes the GPU (when there is one).
-#: Below it, moving the data costs more than the device saves.
-AUTO_MIN_VOXELS = 2**22
+#: Elements of a NumPy input from which ``device="auto"`` takes the GPU (when there is one);
+#: None: never (NumPy input stays on the CPU unless ``device="gpu"``) until a run on a
+#: device has measured where moving the data starts to pay.
+AUTO_MIN_VOXELS: int | None = None
 #: Share of the device's free memory a piece may use (the rest: CuPy's own buffers, cuFFT
 #: plans, other processes' growth).
 FREE_FRACTION = 0.8
@@ -144,7 +146,9 @@ def resolve(device, array) -> str:
             raise _unavailable()
         return "gpu"
     size = getattr(array, "size", 0)
-    return "gpu" if size >= AUTO_MIN_VOXELS and gpu_available() else "cpu"
+    if AUTO_MIN_VOXELS is None or size < AUTO_MIN_VOXELS:
+        return "cpu"
+    return "gpu" if gpu_available() else "cpu"
 
 
 def free_bytes() -> int:

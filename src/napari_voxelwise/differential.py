@@ -83,8 +83,7 @@ def gradient_vectors(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -140,8 +139,7 @@ def gradient_magnitude(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -195,8 +193,7 @@ def hessian_matrix(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -264,8 +261,7 @@ def hessian_eigenvalues(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -325,8 +321,7 @@ def frangi_vesselness(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------

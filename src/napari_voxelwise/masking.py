@@ -39,8 +39,7 @@ def mask_filter(points, mask, fill_value=np.nan, *, workers=None, device="auto")
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -90,8 +89,7 @@ def apply_mask(image, mask, fill_value=0, *, workers=None, device="auto") -> np.
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------

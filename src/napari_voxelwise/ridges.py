@@ -101,8 +101,7 @@ def vesselness(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------

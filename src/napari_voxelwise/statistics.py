@@ -51,8 +51,7 @@ def voxel_variance(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -110,8 +109,7 @@ def axis_statistic(
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
@@ -165,8 +163,7 @@ def frame_norms(stack, axis=-1, ord=2, *, workers=None, device="auto") -> np.nda
         Where to compute: ``"cpu"``; ``"gpu"`` (CuPy and a CUDA device: a NumPy
         input is moved in pieces that fit the device and the result comes back
         as NumPy; a CuPy input gives a CuPy result); ``"auto"`` (default): the
-        GPU for CuPy input, and for inputs of at least ``AUTO_MIN_VOXELS``
-        elements when a device is present, else the CPU.
+        GPU for CuPy input, the CPU for NumPy input.
 
     Returns
     -------
