@@ -113,6 +113,10 @@ API_CASES = {
         "x = rng.standard_normal((n, 2 * n, 2 * n, 3), dtype=np.float32)",
         "vw.frangi_vesselness(x)",
     ),
+    "vesselness sigmas 1,2,4 ({n},{n2},{n2})": (
+        "x = rng.random((n, 2 * n, 2 * n), dtype=np.float32)",
+        "vw.vesselness(x, [1.0, 2.0, 4.0], return_scale=True)",
+    ),
 }
 QUICK_API = (
     "apply_mask ({n},{n2},{n2})",
@@ -141,6 +145,7 @@ GUI_CASES = {
         "panel.image.value = source; panel.sigma.value = 2",
     ),
     "Gradient": ("tubes_and_blobs", "panel.image.value = source; panel.sigma.value = 1.5"),
+    "Vesselness": ("tubes_and_blobs", "panel.image.value = source"),
 }
 QUICK_GUI = ("Density heatmap",)
 #: seconds a process waits for the background compiler to fill the cache
