@@ -439,7 +439,9 @@ def mask_filter(points, mask, fill_value):
 # --------------------------------------------------------------------------- derivatives
 
 
-def derivatives(volume, orders, sigma, spacing, truncate: float = 4.0, dtype=None) -> dict:
+def derivatives(
+    volume, orders, sigma, spacing, truncate: float = 4.0, dtype=None, rows=None
+) -> dict:
     """Partial derivatives of `volume` with respect to physical coordinates.
 
     Parameters
@@ -458,13 +460,18 @@ def derivatives(volume, orders, sigma, spacing, truncate: float = 4.0, dtype=Non
         Gaussian kernels stop at ``truncate`` standard deviations (in voxels).
     dtype : dtype, optional
         Result dtype; default float64 for float64 input, float32 otherwise.
+    rows : (int, int), optional
+        Keep only rows ``start:stop`` along axis 0 (the others are context, as
+        a slab's halo is): Gaussian passes along the other axes then run on
+        those rows only.
 
     Returns
     -------
     dict
-        ``{orders: array of volume.shape and dtype}``. Gaussian components equal
-        ``scipy.ndimage.gaussian_filter(volume, sigma / spacing, order=orders,
-        mode="reflect", truncate=truncate) / prod(spacing ** orders)``, computed
+        ``{orders: array of volume.shape (`rows` only along axis 0) and dtype}``.
+        Gaussian components equal ``scipy.ndimage.gaussian_filter(volume,
+        sigma / spacing, order=orders, mode="reflect", truncate=truncate) /
+        prod(spacing ** orders)``, computed
         by separable passes shared between components, in `dtype`. Finite
         differences are computed in float64 from the volume in `dtype` and
         rounded once (a second derivative differences float64 first ones); a
@@ -476,12 +483,14 @@ def derivatives(volume, orders, sigma, spacing, truncate: float = 4.0, dtype=Non
     orders = list(dict.fromkeys(tuple(int(k) for k in o) for o in orders))
     values = volume.astype(dtype, copy=False)  # as the compiled path reads it
     with _quiet(xp):
+        kept = slice(None) if rows is None else slice(*rows)
         if sigma is None:
-            return _difference_derivatives(xp, values, orders, spacing, dtype)
+            results = _difference_derivatives(xp, values, orders, spacing, dtype)
+            return {o: component[kept] for o, component in results.items()}
         _, ndi = namespace(volume)  # SciPy only for Gaussians: its import takes ~0.25 s
         results = {}
         weights = _gaussian_weights(xp, ndi, orders, sigma, spacing, truncate)
-        _gaussian_passes(ndi, values, 0, orders, weights, dtype, results)
+        _gaussian_passes(ndi, values, 0, orders, weights, dtype, results, kept)
         if values.dtype.kind == "f" and not bool(xp.isfinite(values).all()):
             for component in results.values():
                 component[~xp.isfinite(component)] = math.nan
@@ -550,12 +559,13 @@ def _gaussian_weights(xp, ndi, orders, sigma, spacing, truncate):
     return weights
 
 
-def _gaussian_passes(ndi, array, axis, group, weights, dtype, results):
+def _gaussian_passes(ndi, array, axis, group, weights, dtype, results, kept=slice(None)):
     """The 1D passes along `axis` that the components `group` need, then deeper.
 
     Components sharing their orders along the first axes share those passes
-    (15 passes instead of 18 for a 3D Hessian). A module-level function, not
-    a recursive closure, so intermediate arrays are freed as soon as done.
+    (15 passes instead of 18 for a 3D Hessian); after the pass along axis 0
+    only the rows `kept` go on. A module-level function, not a recursive
+    closure, so intermediate arrays are freed as soon as done.
     """
     by_order: dict[int, list] = {}
     for orders_ in group:
@@ -564,6 +574,8 @@ def _gaussian_passes(ndi, array, axis, group, weights, dtype, results):
         filtered = ndi.correlate1d(
             array, weights[axis, order], axis=axis, output=dtype, mode="reflect"
         )
+        if axis == 0:
+            filtered = filtered[kept]
         if axis == array.ndim - 1:
             results[subgroup[0]] = filtered
         else:

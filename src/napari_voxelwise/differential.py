@@ -578,9 +578,11 @@ def _derivative_plan(
     def compute_slab(kernels: bool, start: int, stop: int):
         rows, offset = slab_rows(volume, start, stop, halo, filters is not None)
         extended = np.ascontiguousarray(rows, dtype=work_dtype)
-        if not kernels:  # the whole slab, then its own rows (the halo gave them context)
-            components = _portable.derivatives(extended, orders, sigma, spacing, truncate)
-            components = {o: c[offset : offset + stop - start] for o, c in components.items()}
+        if not kernels:  # the slab's own rows (the halo gives them context)
+            own = (offset, offset + stop - start)
+            components = _portable.derivatives(
+                extended, orders, sigma, spacing, truncate, rows=own
+            )
         elif filters is None:
             components = _difference_components(extended, offset, stop - start, spacing, orders)
         else:
