@@ -54,6 +54,17 @@ def _middle_slice(viewer: napari.Viewer, axis_label: str) -> None:
     viewer.dims.set_current_step(axis, viewer.dims.nsteps[axis] // 2)
 
 
+def _project_through_z(viewer: napari.Viewer) -> None:
+    """Project every layer through the whole z axis (each with its own projection mode),
+    one layer per grid cell, the source first."""
+    axis = list(viewer.dims.axis_labels).index("z")
+    thickness = list(viewer.dims.thickness)
+    thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
+    viewer.dims.thickness = thickness
+    _middle_slice(viewer, "z")
+    viewer.canvas.grid.enabled = True
+
+
 def statistics_shot(viewer: napari.Viewer) -> None:
     """Variance of the noisy 4D stack over time, and the norm of every time point."""
     viewer.open_sample(PLUGIN, "noisy_stack")
@@ -146,12 +157,7 @@ def hessian_shot(viewer: napari.Viewer) -> None:
     source.projection_mode = "max"
     for part, mode in ((" λ2(", "min"), (" λ3(", "min"), (" vesselness(", "max")):
         _layer(viewer, part).projection_mode = mode
-    axis = list(viewer.dims.axis_labels).index("z")
-    thickness = list(viewer.dims.thickness)
-    thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
-    viewer.dims.thickness = thickness
-    _middle_slice(viewer, "z")
-    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
+    _project_through_z(viewer)
     viewer.layers.selection.active = _layer(viewer, " vesselness(")
 
 
@@ -185,12 +191,7 @@ def vesselness_shot(viewer: napari.Viewer) -> None:
     # the scale of the strongest response along each line of sight
     best = _layer(viewer, " best scale(")
     best.projection_mode = "max"
-    axis = list(viewer.dims.axis_labels).index("z")
-    thickness = list(viewer.dims.thickness)
-    thickness[axis] = viewer.dims.range[axis].stop - viewer.dims.range[axis].start + 10
-    viewer.dims.thickness = thickness
-    _middle_slice(viewer, "z")
-    viewer.canvas.grid.enabled = True  # one layer per cell, the source first
+    _project_through_z(viewer)
     viewer.layers.selection.active = best
 
 
